@@ -1,0 +1,33 @@
+# The two commands of the README:  make reproduce  (main job)  and  make test  (test suite).
+# Each creates or refreshes the local virtual environment .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export MMQ_DATA_DIR ?= ./data
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv reproduce test data-stats clean-cache
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# Main job: regenerate the paper tables (today: chapter 1, FAISS dense retrieval on Beauty).
+reproduce: $(STAMP)
+	$(PY) scripts/table_ch1_dense_retrieval.py --config experiments/ch1/beauty_dense_retrieval.yaml
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+data-stats: $(STAMP)
+	$(PY) scripts/prepare_data.py --all
+
+clean-cache:
+	rm -rf cache
