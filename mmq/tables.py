@@ -1,0 +1,89 @@
+"""Table writing shared by every table script: long-format CSV + Markdown, written atomically.
+
+CSV columns (one row per number): ``table,dataset,method,split,metric,mean,std,n_seeds,source``
+with ``source`` in {ours, paper, peer}.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from mmq import artifacts
+from mmq.runs import REPOSITORY_ROOT
+
+CSV_COLUMNS = ("table", "dataset", "method", "split", "metric", "mean", "std", "n_seeds", "source")
+SOURCES = ("ours", "paper", "peer")
+
+
+def tables_dir() -> Path:
+    """``<repo>/paper_tables``."""
+    return REPOSITORY_ROOT / "paper_tables"
+
+
+def metric_row(table: str, dataset: str, method: str, split: str, metric: str, values: Sequence[float],
+               source: str = "ours") -> dict:
+    """One long-format row aggregating ``values`` over seeds (std is NaN for a single seed)."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    values = [float(value) for value in values]
+    if not values:
+        raise ValueError(f"{table}/{method}/{metric}: no values to aggregate")
+    return {
+        "table": table, "dataset": dataset, "method": method, "split": split, "metric": metric,
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
+        "n_seeds": len(values), "source": source,
+    }
+
+
+def rows_to_csv(rows: Iterable[dict]) -> str:
+    """Long-format CSV text (numbers with 6 significant digits)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: (f"{row[key]:.6g}" if isinstance(row[key], float) else row[key]) for key in CSV_COLUMNS})
+    return buffer.getvalue()
+
+
+def format_value(mean: float, std: float = float("nan"), digits: int = 4) -> str:
+    """``0.0312 ± 0.0011`` (or just the mean when std is NaN)."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if abs(mean) >= 100:  # throughputs, sizes: integers with thousands separators
+        text, spread = f"{mean:,.0f}", f"{std:,.0f}" if std is not None and not math.isnan(std) else ""
+    else:
+        text = f"{mean:.{digits}f}"
+        spread = f"{std:.{digits}f}" if std is not None and not math.isnan(std) else ""
+    return f"{text} ± {spread}" if spread else text
+
+
+def markdown_grid(rows: Sequence[dict], metrics: Sequence[str], *, split: str, digits: int = 4,
+                  label_columns: Sequence[str] = ("method", "source")) -> str:
+    """Markdown table: one line per (labels) in first-seen order, one column per metric of ``split``."""
+    lines: dict[tuple, dict[str, str]] = {}
+    for row in rows:
+        if row["split"] != split or row["metric"] not in metrics:
+            continue
+        key = tuple(row[column] for column in label_columns)
+        lines.setdefault(key, {})[row["metric"]] = format_value(row["mean"], row["std"], digits)
+    header = "| " + " | ".join([*label_columns, *metrics]) + " |"
+    rule = "|" + "|".join(["---"] * (len(label_columns) + len(metrics))) + "|"
+    body = ["| " + " | ".join([*map(str, key), *(cells.get(metric, "-") for metric in metrics)]) + " |"
+            for key, cells in lines.items()]
+    return "\n".join([header, rule, *body])
+
+
+def write_table(name: str, rows: Sequence[dict], markdown: str, directory: Path | None = None) -> tuple[Path, Path]:
+    """Write ``<name>.csv`` and ``<name>.md`` atomically; returns both paths."""
+    directory = tables_dir() if directory is None else Path(directory)
+    csv_path, markdown_path = directory / f"{name}.csv", directory / f"{name}.md"
+    artifacts.write_text(csv_path, rows_to_csv(rows))
+    artifacts.write_text(markdown_path, markdown.rstrip() + "\n")
+    return csv_path, markdown_path
