@@ -41,6 +41,16 @@ class DenseRetrievalConfig:
     nprobe: int | None = None           # None: default_specs' choice for the catalogue size
     ef_search: int | None = None
 
+    def __post_init__(self) -> None:
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks must be positive cutoffs, got {self.ks}")
+        known = {f"{name}@{k}" for k in self.ks for name in ("recall", "ndcg", "precision", "hit_rate", "mrr")}
+        if self.selection_metric not in known:
+            raise ValueError(f"selection_metric {self.selection_metric!r} is not computed for ks={list(self.ks)}; "
+                             f"choose one of {sorted(known)}")
+        if not self.decay_grid or not all(0.0 <= decay <= 1.0 for decay in self.decay_grid):
+            raise ValueError(f"decay_grid must be non-empty values in [0, 1], got {self.decay_grid}")
+
 
 def run_dense_retrieval(config: DenseRetrievalConfig, seed: int) -> dict[str, Any]:
     """Run the whole chapter-1 experiment and return its metrics dict (JSON-friendly)."""

@@ -5,12 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from mmq.tables import format_value, markdown_grid, metric_row
+from mmq.tables import markdown_grid, metric_row
 
 TABLE = "ch1_dense_retrieval"
-QUALITY_METRICS = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@20",
-                   "precision@10", "hit_rate@10")
-INDEX_METRICS = ("recall_vs_flat@10", "queries_per_second", "speedup_vs_flat", "build_seconds", "index_bytes")
+
+
+def quality_metrics(ks: Sequence[int]) -> tuple[str, ...]:
+    """Columns of the quality tables for the run's cutoffs."""
+    return (*(f"recall@{k}" for k in ks), *(f"ndcg@{k}" for k in ks), f"mrr@{max(ks)}")
+
+
+def index_metrics(ks: Sequence[int]) -> tuple[str, ...]:
+    """Columns of the exact-vs-approximate table."""
+    return (f"recall_vs_flat@{max(ks)}", "queries_per_second", "speedup_vs_flat", "build_seconds", "index_bytes")
 
 
 def index_method_name(index: dict, decay: float) -> str:
@@ -22,19 +29,20 @@ def table_rows(reports: Sequence[dict]) -> list[dict]:
     """Long-format rows aggregated over seeds (one report per seed)."""
     first = reports[0]["metrics"]
     dataset = first["dataset"]["dataset"]
+    ks = reports[0]["config"]["ks"]
     rows: list[dict] = []
     for name in first["query_strategies"]:
         for split in ("valid", "test"):
-            for metric in QUALITY_METRICS:
+            for metric in quality_metrics(ks):
                 values = [report["metrics"]["query_strategies"][name][split][metric] for report in reports]
                 rows.append(metric_row(TABLE, dataset, f"Flat, {name}", split, metric, values))
     for position, index in enumerate(first["indexes"]):
         method = index_method_name(index, first["selected_decay"])
         entries = [report["metrics"]["indexes"][position] for report in reports]
         for split in ("valid", "test"):
-            for metric in QUALITY_METRICS:
+            for metric in quality_metrics(ks):
                 rows.append(metric_row(TABLE, dataset, method, split, metric, [entry[split][metric] for entry in entries]))
-        for metric in INDEX_METRICS:
+        for metric in index_metrics(ks):
             rows.append(metric_row(TABLE, dataset, method, "test", metric, [float(entry[metric]) for entry in entries]))
     return rows
 
@@ -42,6 +50,7 @@ def table_rows(reports: Sequence[dict]) -> list[dict]:
 def render_markdown(rows: Sequence[dict], reports: Sequence[dict], command: str) -> str:
     """The Markdown page: quality (valid and test), exact vs approximate search, and provenance."""
     first = reports[0]["metrics"]
+    ks = reports[0]["config"]["ks"]
     stats = first["dataset"]
     environment = reports[0]["environment"]
     encoding = first.get("text_encoding") or {}
@@ -61,19 +70,20 @@ def render_markdown(rows: Sequence[dict], reports: Sequence[dict], command: str)
         "",
         "## Retrieval quality, test split",
         "",
-        markdown_grid(rows, QUALITY_METRICS, split="test", label_columns=("method",)),
+        markdown_grid(rows, quality_metrics(ks), split="test", label_columns=("method",)),
         "",
         "## Retrieval quality, validation split",
         "",
-        markdown_grid(rows, QUALITY_METRICS, split="valid", label_columns=("method",)),
+        markdown_grid(rows, quality_metrics(ks), split="valid", label_columns=("method",)),
         "",
         "## Exact vs approximate search (test queries)",
         "",
-        "`recall_vs_flat@10` = overlap of the index's top-10 with exact Flat search's top-10; queries/s over "
+        f"`recall_vs_flat@{max(ks)}` = overlap of the index's top-{max(ks)} with exact Flat search's; queries/s over "
         f"{first['num_queries']:,} queries (batched, best of 3, history filtering included), "
         f"{first['faiss_threads']} FAISS threads on {environment['cpu_count']} CPUs ({environment['platform']}).",
         "",
-        markdown_grid(index_rows, (*INDEX_METRICS, "recall@10", "ndcg@10"), split="test", label_columns=("method",)),
+        markdown_grid(index_rows, (*index_metrics(ks), f"recall@{max(ks)}", f"ndcg@{max(ks)}"), split="test",
+                      label_columns=("method",)),
         "",
         f"Text encoding: {encoding.get('items_per_second', '?')} items/s "
         f"({encoding.get('encode_seconds', '?')} s for {stats['items']:,} items, measured when the cache was built).",
@@ -92,14 +102,16 @@ def plot_recall_vs_speed(reports: Sequence[dict], path: Path) -> None:
 
     from mmq.artifacts import atomic_path
 
+    ks = reports[0]["config"]["ks"]
     figure, axes = plt.subplots(figsize=(6, 4))
     for index in reports[0]["metrics"]["indexes"]:
-        axes.scatter(index["queries_per_second"], index["recall_vs_flat@10"], s=40)
-        axes.annotate(index["name"], (index["queries_per_second"], index["recall_vs_flat@10"]),
+        recall = index[f"recall_vs_flat@{max(ks)}"]
+        axes.scatter(index["queries_per_second"], recall, s=40)
+        axes.annotate(index["name"], (index["queries_per_second"], recall),
                       fontsize=7, xytext=(4, 4), textcoords="offset points")
     axes.set_xscale("log")
     axes.set_xlabel("queries / s (log)")
-    axes.set_ylabel("recall@10 vs Flat")
+    axes.set_ylabel(f"recall@{max(ks)} vs Flat")
     axes.set_title("Exact vs approximate search (seed of the first report)")
     axes.grid(alpha=0.3)
     figure.tight_layout()
@@ -108,4 +120,4 @@ def plot_recall_vs_speed(reports: Sequence[dict], path: Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["TABLE", "format_value", "plot_recall_vs_speed", "render_markdown", "table_rows"]
+__all__ = ["TABLE", "plot_recall_vs_speed", "render_markdown", "table_rows"]
