@@ -30,7 +30,11 @@ def split_title_year(raw_title: str) -> tuple[str, str]:
 
 
 def _read_csv(path: Path, columns: list[str], report: ImportReport, numeric: list[str]) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines="warn")
+    def count_bad_line(fields: list[str]) -> None:
+        report.add(f"malformed_rows_{path.name}", example=",".join(fields))
+        return None  # drop the row (it is counted)
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines=count_bad_line, engine="python")
     missing = sorted(set(columns) - set(frame.columns))
     if missing:
         raise DataFormatError(f"{path}: missing columns {missing}; found {list(frame.columns)}")

@@ -26,7 +26,7 @@ from mmq.data.paths import cache_dir, data_dir
 from mmq.data.schema import ImportReport, InteractionDataset
 
 LOGGER = logging.getLogger(__name__)
-IMPORTER_VERSION = 1
+IMPORTER_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,8 @@ class DatasetSpec:
 
 
 _MOVIELENS_FILES = ("movielens/ml-latest-small/ratings.csv", "movielens/ml-latest-small/movies.csv",
-                    "movielens/ml-latest-small/tags.csv", "movielens/posters.zip")
+                    "movielens/ml-latest-small/tags.csv", "movielens/ml-latest-small/links.csv",
+                    "movielens/imdb5000_movie_metadata.csv", "movielens/posters.zip")
 
 DATASETS: dict[str, DatasetSpec] = {
     "beauty": DatasetSpec(lambda root: load_p5("beauty", root),
@@ -82,11 +83,11 @@ def load_dataset(name: str, *, root: Path | None = None, kcore: int | None = Non
     fingerprint = [str(root.resolve()), kcore, IMPORTER_VERSION]
     for relative in spec.source_files:
         path = root / relative
-        fingerprint.append([relative, *( [path.stat().st_size, int(path.stat().st_mtime)] if path.exists() else [None])])
+        fingerprint.append([relative, *( [path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else [None])])
     folder = cache_dir() / "processed" / f"{name}-{artifacts.short_hash(fingerprint)}"
     if use_cache and (folder / "DONE").exists():
         return _read_processed(folder, name)
-    dataset = apply_kcore(spec.loader(root), kcore)
+    dataset = dataclasses.replace(apply_kcore(spec.loader(root), kcore), name=name)
     if use_cache:
         artifacts.save_parquet(folder / "items.parquet", dataset.items)
         artifacts.save_parquet(folder / "interactions.parquet", dataset.interactions)

@@ -143,10 +143,10 @@ def finalize_interactions(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.copy()
     codes, _ = pd.factorize(frame["user_id"], sort=False)
     frame["user_index"] = codes.astype(np.int64)
-    if "position" not in frame:
-        # order within a user: by timestamp when known (stable, so file order breaks ties)
+    if "position" in frame:  # given order (e.g. P5 sequences); renumbered below to close gaps
+        order = ["user_index", "position"]
+    else:  # order within a user: by timestamp when known (stable, so file order breaks ties)
         order = ["user_index", "timestamp"] if frame["timestamp"].notna().all() else ["user_index"]
-        frame = frame.sort_values(order, kind="stable")
-        frame["position"] = frame.groupby("user_index").cumcount().astype(np.int64)
-    frame = frame.sort_values(["user_index", "position"], kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(order, kind="stable").reset_index(drop=True)
+    frame["position"] = frame.groupby("user_index").cumcount().astype(np.int64)
     return frame[list(INTERACTION_COLUMNS)]

@@ -82,8 +82,14 @@ def chronological_split(dataset: InteractionDataset, *, test_fraction: float = 0
             raise ValueError(f"{name} must be in (0, 1), got {fraction}")
     ordered = interactions.sort_values(["timestamp", "user_index", "position"], kind="stable").reset_index(drop=True)
     ordered["label"] = (ordered["rating"] > positive_threshold).astype(np.int8)
-    test_start = int(round(len(ordered) * (1.0 - test_fraction)))
-    valid_start = int(round(test_start * (1.0 - valid_fraction)))
+    timestamps = ordered["timestamp"].to_numpy()
+    # cut at a time boundary: interactions sharing the cut's timestamp all go to the later part,
+    # so no training interaction is as late as a test one
+    test_start = int(np.searchsorted(timestamps, timestamps[int(round(len(ordered) * (1.0 - test_fraction)))]))
+    valid_start = int(np.searchsorted(timestamps, timestamps[int(round(test_start * (1.0 - valid_fraction)))]))
+    if valid_start == 0 or test_start == valid_start or test_start == len(ordered):
+        raise ValueError(f"{dataset.name}: too few distinct timestamps for a {1 - test_fraction:.0%} / "
+                         f"{test_fraction:.0%} chronological split with validation")
     return ChronologicalSplit(
         train=ordered.iloc[:valid_start].reset_index(drop=True),
         valid=ordered.iloc[valid_start:test_start].reset_index(drop=True),

@@ -1,0 +1,53 @@
+"""Import, k-core filter and cache datasets; print their statistics next to the published ones.
+
+    python scripts/prepare_data.py --all            # every dataset found under MMQ_DATA_DIR
+    python scripts/prepare_data.py beauty movielens
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts._common import setup  # noqa: E402
+
+from mmq.data import DATASETS, MissingDataError, data_dir, load_dataset  # noqa: E402
+
+DEFAULT_DATASETS = ("beauty", "sports", "toys", "office", "movielens", "movielens_all", "myntra")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one statistics block per dataset; exit 1 if a count differs from the published one."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="*", help=f"any of {sorted(DATASETS)}")
+    parser.add_argument("--all", action="store_true", help=f"all of {', '.join(DEFAULT_DATASETS)}")
+    parser.add_argument("--no-cache", action="store_true", help="re-import even if a processed cache exists")
+    arguments = parser.parse_args(argv)
+    setup()
+    names = list(DEFAULT_DATASETS) if arguments.all or not arguments.datasets else arguments.datasets
+    print(f"data directory: {data_dir().resolve()}")
+    mismatches = 0
+    for name in names:
+        try:
+            dataset = load_dataset(name, use_cache=not arguments.no_cache)
+        except MissingDataError as error:
+            print(f"\n[{name}] skipped: {error}")
+            continue
+        stats = dataset.statistics()
+        expected = DATASETS[name].expected
+        checks = []
+        for key, value in expected.items():
+            ok = stats[key] == value
+            mismatches += not ok
+            checks.append(f"{key} {stats[key]:,} ({'matches' if ok else 'EXPECTED ' + format(value, ',')})")
+        print(f"\n[{name}] " + " | ".join(checks))
+        print(json.dumps(stats, indent=None))
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
