@@ -47,7 +47,7 @@ def test_table_script_runs_and_resumes(isolated_dirs, monkeypatch):
     markdown = (output / "ch1_dense_retrieval.md").read_text()
     assert "Exact vs approximate search" in markdown and "HNSW32" in markdown
     rows = list(csv.DictReader(open(output / "ch1_dense_retrieval.csv")))
-    flat_recall = [row for row in rows if row["method"].startswith("Flat (exact)") and row["metric"] == "recall_vs_flat@5"]
+    flat_recall = [row for row in rows if row["method"].startswith("Flat (decay") and row["metric"] == "recall_vs_flat@5"]
     assert rows and {row["source"] for row in rows} == {"ours"}
     assert (output / "ch1_dense_retrieval.png").stat().st_size > 0
     report_path = next((isolated_dirs / "checkpoints").rglob("report.json"))

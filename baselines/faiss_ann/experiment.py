@@ -123,10 +123,7 @@ def _with_search_overrides(spec: IndexSpec, config: DenseRetrievalConfig) -> Ind
         changes["nprobe"] = config.nprobe
     if config.ef_search is not None and spec.ef_search is not None:
         changes["ef_search"] = config.ef_search
-    if not changes:
-        return spec
-    parameters = " ".join(f"{key}={value}" for key, value in changes.items())
-    return dataclasses.replace(spec, name=f"{spec.factory} {parameters}", **changes)
+    return dataclasses.replace(spec, **changes)  # display_name follows the new search parameters
 
 
 def _read_json_or_none(path) -> dict | None:
