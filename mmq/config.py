@@ -22,8 +22,13 @@ class ConfigError(ValueError):
     """A config file or override does not match the dataclass it configures."""
 
 
-def from_dict(config_class: type[ConfigT], values: Mapping[str, Any], *, where: str = "") -> ConfigT:
-    """Build ``config_class`` from defaults updated by ``values`` (nested dicts for nested configs)."""
+def from_dict(config_class: type[ConfigT], values: Mapping[str, Any], *, where: str = "",
+              base: ConfigT | None = None) -> ConfigT:
+    """Build ``config_class`` from ``base`` (default: its defaults) updated by ``values``.
+
+    A nested mapping updates the nested config *as the parent's default has it* (a field whose
+    default is ``Stage(epochs=6)`` keeps ``epochs=6`` unless the YAML overrides it).
+    """
     if not isinstance(values, Mapping):
         raise ConfigError(f"{where or config_class.__name__}: expected a mapping, got {type(values).__name__}")
     fields = {field.name: field for field in dataclasses.fields(config_class)}
@@ -33,10 +38,15 @@ def from_dict(config_class: type[ConfigT], values: Mapping[str, Any], *, where: 
             f"{where or config_class.__name__}: unknown key(s) {unknown}; valid keys: {sorted(fields)}"
         )
     hints = typing.get_type_hints(config_class)
+    base = config_class() if base is None else base
     kwargs = {}
     for name, value in values.items():
-        kwargs[name] = _coerce(hints[name], value, where=f"{where}{name}")
-    return config_class(**kwargs)
+        current = getattr(base, name)
+        if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
+            kwargs[name] = from_dict(type(current), value, where=f"{where}{name}.", base=current)
+        else:
+            kwargs[name] = _coerce(hints[name], value, where=f"{where}{name}")
+    return dataclasses.replace(base, **kwargs)
 
 
 def load_config(config_class: type[ConfigT], path: str | Path | None = None, **overrides: Any) -> ConfigT:

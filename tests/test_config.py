@@ -72,3 +72,13 @@ def test_shipped_experiment_configs_load():
 
     for path in sorted((REPOSITORY_ROOT / "experiments" / "ch1").glob("*.yaml")):
         assert load_config(DenseRetrievalConfig, path).dataset
+
+
+@dataclasses.dataclass(frozen=True)
+class WithCustomNested:
+    stage: Inner = Inner(width=9, rate=2.0)
+
+
+def test_nested_override_starts_from_the_fields_default():
+    config = from_dict(WithCustomNested, {"stage": {"rate": 3.0}})
+    assert config.stage == Inner(width=9, rate=3.0)  # width keeps the field's default 9, not Inner's 4
