@@ -1,0 +1,275 @@
+"""RQ-VAE tokenizer: trains :class:`~mmq.tokenizers.rq_vae_model.RQVAE` and exposes the protocol.
+
+Training: Adam on shuffled mini-batches with a cosine learning-rate decay; k-means
+initialisation of every level's codebook (faiss, on the residuals of an initial sample of
+latents); dead-code restarts at the end of every epoch (codes no item chose during the epoch are
+re-seeded from random residuals of that level in the last batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+
+import faiss
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mmq.tokenizers.base import (
+    load_torch_state,
+    read_tokenizer_json,
+    require_fitted,
+    save_torch_state,
+    validate_codes,
+    validate_embeddings,
+    write_tokenizer_json,
+)
+from mmq.tokenizers.rq_vae_model import RQVAE
+
+logger = logging.getLogger(__name__)
+
+INFERENCE_CHUNK = 65_536  # rows per encode/decode chunk
+
+
+class RQVAETokenizer:
+    """Residual-quantized VAE semantic IDs (TIGER-style), trained on CPU in minutes."""
+
+    kind = "rq_vae"
+
+    def __init__(
+        self,
+        *,
+        num_levels: int = 3,  # code length L
+        codebook_size: int = 256,  # K codes per level
+        latent_dim: int = 32,  # quantized latent width
+        hidden_dims: tuple[int, ...] = (512, 256, 128),  # encoder MLP; decoder mirrors it
+        commitment_weight: float = 0.25,  # beta
+        codebook_weight: float = 1.0,  # weight of ||sg(r) - e||^2 (unused with EMA)
+        codebook_update: str = "loss",  # "loss" (codebook loss) or "ema"
+        ema_decay: float = 0.99,
+        learning_rate: float = 1e-3,
+        min_learning_rate_ratio: float = 0.1,  # cosine decay floor as a fraction of the peak
+        weight_decay: float = 0.0,
+        batch_size: int = 1024,
+        num_steps: int = 3000,
+        kmeans_init: bool = True,  # faiss k-means init of each level from initial residuals
+        kmeans_init_samples: int = 16_384,  # latents used for the k-means initialisation
+        kmeans_iterations: int = 25,
+        dead_code_restarts: bool = True,
+        restart_until: float = 0.9,  # no restarts in the last (1 - this) of training
+        num_threads: int | None = None,  # torch.set_num_threads during fit/encode if given
+        progress: bool = True,  # tqdm bar during fit
+    ) -> None:
+        if codebook_update not in ("loss", "ema"):
+            raise ValueError(f"codebook_update must be 'loss' or 'ema', got {codebook_update!r}")
+        if num_levels < 1 or codebook_size < 2:
+            raise ValueError("num_levels must be >= 1 and codebook_size >= 2")
+        self.num_levels = num_levels
+        self.codebook_size = codebook_size
+        self.latent_dim = latent_dim
+        self.hidden_dims = tuple(int(width) for width in hidden_dims)
+        self.commitment_weight = commitment_weight
+        self.codebook_weight = codebook_weight
+        self.codebook_update = codebook_update
+        self.ema_decay = ema_decay
+        self.learning_rate = learning_rate
+        self.min_learning_rate_ratio = min_learning_rate_ratio
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.num_steps = num_steps
+        self.kmeans_init = kmeans_init
+        self.kmeans_init_samples = kmeans_init_samples
+        self.kmeans_iterations = kmeans_iterations
+        self.dead_code_restarts = dead_code_restarts
+        self.restart_until = restart_until
+        self.num_threads = num_threads
+        self.progress = progress
+        self.dim: int | None = None
+        self.model: RQVAE | None = None
+        self.training_log: list[dict] = []  # per-epoch mean losses and restart counts
+
+    @property
+    def code_length(self) -> int:
+        return self.num_levels
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return (self.codebook_size,) * self.num_levels
+
+    def hyper_parameters(self) -> dict:
+        """Constructor arguments (what ``tokenizer.json`` stores)."""
+        names = (
+            "num_levels codebook_size latent_dim hidden_dims commitment_weight codebook_weight "
+            "codebook_update ema_decay learning_rate min_learning_rate_ratio weight_decay "
+            "batch_size num_steps kmeans_init kmeans_init_samples kmeans_iterations "
+            "dead_code_restarts restart_until num_threads progress"
+        ).split()
+        hyper = {name: getattr(self, name) for name in names}
+        hyper["hidden_dims"] = list(self.hidden_dims)
+        return hyper
+
+    def _build_model(self, dim: int) -> RQVAE:
+        return RQVAE(
+            input_dim=dim,
+            hidden_dims=self.hidden_dims,
+            latent_dim=self.latent_dim,
+            num_levels=self.num_levels,
+            codebook_size=self.codebook_size,
+            commitment_weight=self.commitment_weight,
+            codebook_weight=self.codebook_weight,
+            use_ema=self.codebook_update == "ema",
+            ema_decay=self.ema_decay,
+        )
+
+    def fit(self, embeddings: np.ndarray, *, seed: int = 0) -> "RQVAETokenizer":
+        """Train encoder, codebooks and decoder; same seed and data give the same SIDs."""
+        data = torch.from_numpy(validate_embeddings(embeddings))
+        num_items, self.dim = data.shape
+        if num_items < self.codebook_size:
+            raise ValueError(f"need >= codebook_size={self.codebook_size} items, got {num_items}")
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        model = self._build_model(self.dim)
+        if self.kmeans_init:
+            sample = data[torch.randperm(num_items, generator=generator)[: self.kmeans_init_samples]]
+            self._kmeans_initialise(model, sample, seed)
+        optimizer = torch.optim.Adam(
+            model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        batch_size = min(self.batch_size, num_items)
+        steps_per_epoch = max(1, num_items // batch_size)  # drop the ragged last batch
+        restart_stop = int(self.restart_until * self.num_steps)
+        usage = torch.zeros(self.num_levels, self.codebook_size, dtype=torch.int64)
+        epoch_losses: dict[str, float] = {}
+        self.training_log = []
+        model.train()
+        bar = tqdm(range(self.num_steps), desc="rq_vae", disable=not self.progress, mininterval=2)
+        for step in bar:
+            position = step % steps_per_epoch
+            if position == 0:
+                permutation = torch.randperm(num_items, generator=generator)
+            batch = data[permutation[position * batch_size : (position + 1) * batch_size]]
+            for group in optimizer.param_groups:
+                group["lr"] = self._learning_rate(step)
+            output = model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            output.losses["total"].backward()
+            optimizer.step()
+            usage += _code_counts(output.codes, self.codebook_size)
+            for name, value in output.losses.items():
+                epoch_losses[name] = epoch_losses.get(name, 0.0) + value.detach().item() / steps_per_epoch
+            if position == steps_per_epoch - 1:  # epoch end
+                restarted = 0
+                if self.dead_code_restarts and step < restart_stop:
+                    restarted = self._restart_dead_codes(model, batch, usage, generator)
+                self.training_log.append({"step": step + 1, **epoch_losses, "restarted": restarted})
+                bar.set_postfix(loss=f"{epoch_losses['total']:.4f}", restarted=restarted)
+                usage.zero_()
+                epoch_losses = {}
+        model.eval()
+        self.model = model
+        if self.training_log:
+            logger.info("rq_vae trained: %s", self.training_log[-1])
+        return self
+
+    def _learning_rate(self, step: int) -> float:
+        progress = step / max(1, self.num_steps - 1)
+        floor = self.min_learning_rate_ratio
+        return self.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    @torch.no_grad()
+    def _kmeans_initialise(self, model: RQVAE, sample: torch.Tensor, seed: int) -> None:
+        """Level by level: faiss k-means on the residuals of the (untrained) encoder's latents."""
+        residual = model.encoder(sample).numpy().astype(np.float32)  # [s, latent]
+        for level in range(self.num_levels):
+            kmeans = faiss.Kmeans(
+                residual.shape[1],
+                self.codebook_size,
+                niter=self.kmeans_iterations,
+                seed=seed * 1_000 + level,
+                max_points_per_centroid=256,
+                verbose=False,
+            )
+            kmeans.train(residual)
+            centroids = torch.from_numpy(kmeans.centroids.astype(np.float32))
+            model.quantizer.set_codes_(level, torch.arange(self.codebook_size), centroids)
+            codes = model.quantizer.quantize_level(torch.from_numpy(residual), level).numpy()
+            residual = residual - kmeans.centroids[codes]
+
+    @torch.no_grad()
+    def _restart_dead_codes(
+        self, model: RQVAE, batch: torch.Tensor, usage: torch.Tensor, generator: torch.Generator
+    ) -> int:
+        """Re-seed codes unused during the epoch from random residuals of the last batch."""
+        model.eval()  # no EMA update while only reading residuals
+        residuals = model.quantizer(model.encoder(batch)).residuals  # [batch, levels, latent]
+        model.train()
+        restarted = 0
+        for level in range(self.num_levels):
+            dead = torch.nonzero(usage[level] == 0).flatten()
+            if dead.numel() == 0:
+                continue
+            rows = torch.randint(0, residuals.shape[0], (dead.numel(),), generator=generator)
+            model.quantizer.set_codes_(level, dead, residuals[rows, level])
+            restarted += int(dead.numel())
+        return restarted
+
+    def encode(self, embeddings: np.ndarray) -> np.ndarray:
+        """Semantic IDs, int64 ``[n, num_levels]``."""
+        require_fitted(self.model is not None, self)
+        data = torch.from_numpy(validate_embeddings(embeddings, expected_dim=self.dim))
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        with torch.inference_mode():
+            chunks = [
+                self.model.encode_codes(data[start : start + INFERENCE_CHUNK])
+                for start in range(0, data.shape[0], INFERENCE_CHUNK)
+            ]
+        return torch.cat(chunks).numpy().astype(np.int64)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Decoder output for ``codes``, float32 ``[n, d]``."""
+        require_fitted(self.model is not None, self)
+        codes = torch.from_numpy(validate_codes(codes, self.codebook_sizes))
+        with torch.inference_mode():
+            chunks = [
+                self.model.decode_codes(codes[start : start + INFERENCE_CHUNK])
+                for start in range(0, codes.shape[0], INFERENCE_CHUNK)
+            ]
+        return torch.cat(chunks).numpy().astype(np.float32)
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``model.pt`` (state dict) and ``tokenizer.json`` under ``directory``."""
+        require_fitted(self.model is not None, self)
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        save_torch_state(Path(directory) / "model.pt", self.model.state_dict())
+        write_tokenizer_json(
+            directory,
+            self.kind,
+            {"hyper": self.hyper_parameters(), "dim": self.dim, "training_log": self.training_log},
+        )
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "RQVAETokenizer":
+        """Rebuild a trained tokenizer from :meth:`save` output."""
+        payload = read_tokenizer_json(directory, cls.kind)
+        tokenizer = cls(**payload["hyper"])
+        tokenizer.dim = int(payload["dim"])
+        tokenizer.training_log = payload.get("training_log", [])
+        model = tokenizer._build_model(tokenizer.dim)
+        model.load_state_dict(load_torch_state(Path(directory) / "model.pt"))
+        tokenizer.model = model.eval()
+        return tokenizer
+
+
+def _code_counts(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """How often each code of each level occurs, int64 ``[levels, K]``."""
+    levels = codes.shape[1]
+    offsets = torch.arange(levels) * codebook_size
+    flat = (codes + offsets[None, :]).flatten()
+    return torch.bincount(flat, minlength=levels * codebook_size).view(levels, codebook_size)
