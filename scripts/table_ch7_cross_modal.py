@@ -1,0 +1,95 @@
+"""Chapter-7 table: cross-modal retrieval (Myntra, MovieLens posters) + multimodal next-item retrieval.
+
+    python scripts/train_image_tower.py --config experiments/ch7/myntra_image_tower.yaml
+    python scripts/table_ch7_cross_modal.py
+
+Reads the image tower run's report.json (train it first with the command above), runs the MovieLens
+multimodal-index evaluation if its run folder is not done (--force reruns it), then writes
+paper_tables/ch7_cross_modal.{md,csv} and query -> top-5 image grids (PNG) next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scripts._common import setup  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from baselines.clip_retrieval.experiment import ClipRetrievalConfig, run_clip_retrieval  # noqa: E402
+from baselines.clip_retrieval.table import TABLE, next_item_rows, render_markdown, tower_rows  # noqa: E402
+from mmq import artifacts  # noqa: E402
+from mmq.config import load_config  # noqa: E402
+from mmq.data import load_dataset  # noqa: E402
+from mmq.image_tower.experiment import ImageTowerExperimentConfig  # noqa: E402
+from mmq.image_tower.figures import query_grid  # noqa: E402
+from mmq.runs import checkpoints_root, experiment_name, start_run  # noqa: E402
+from mmq.tables import tables_dir, write_table  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Collect the reports, run the missing retrieval evaluation and write the table + grids."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tower-config", default="experiments/ch7/myntra_image_tower.yaml")
+    parser.add_argument("--retrieval-config", default="experiments/ch7/movielens_clip_retrieval.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--force", action="store_true", help="rerun the retrieval evaluation")
+    parser.add_argument("--no-figures", action="store_true")
+    parser.add_argument("--output-dir", type=Path, default=None, help="default: paper_tables/")
+    arguments = parser.parse_args(argv)
+    setup()
+    tower_config = load_config(ImageTowerExperimentConfig, arguments.tower_config)
+    tower_name = experiment_name(arguments.tower_config)
+    tower_reports = []
+    for seed in arguments.seeds:
+        report_path = checkpoints_root() / tower_name / f"seed{seed}" / "report.json"
+        if not (report_path.parent / "DONE").exists():
+            raise SystemExit(f"{report_path} missing: run python scripts/train_image_tower.py "
+                             f"--config {arguments.tower_config} --seeds {seed}")
+        tower_reports.append(artifacts.read_json(report_path))
+    retrieval_config = load_config(ClipRetrievalConfig, arguments.retrieval_config)
+    retrieval_reports = []
+    for seed in arguments.seeds:
+        retrieval_config_seed = dataclasses.replace(retrieval_config, tower_run=f"{tower_name}/seed{seed}")
+        run = start_run(experiment_name(arguments.retrieval_config), seed, retrieval_config_seed,
+                        force=arguments.force)
+        if not run.done:
+            run.finish(run_clip_retrieval(retrieval_config_seed))
+        retrieval_reports.append(run.load_report())
+    output = arguments.output_dir or tables_dir()
+    figures = [] if arguments.no_figures else _figures(tower_config, tower_name, arguments.seeds[0], output)
+    rows = tower_rows(tower_reports) + next_item_rows(retrieval_reports)
+    commands = [f"python scripts/train_image_tower.py --config {arguments.tower_config}",
+                "python scripts/table_ch7_cross_modal.py"]
+    markdown = render_markdown(tower_reports, retrieval_reports, rows, commands, figures)
+    csv_path, markdown_path = write_table(TABLE, rows, markdown, output)
+    print(markdown)
+    print(f"\nwrote {markdown_path}, {csv_path}" + "".join(f", {output / name}" for name in figures))
+    return 0
+
+
+def _figures(config: ImageTowerExperimentConfig, tower_name: str, seed: int, output: Path) -> list[str]:
+    """Query grids for 6 held-out items per stage (skipped when the weights are not on this machine)."""
+    names = []
+    for stage_name in config.stages:
+        stage = getattr(config, stage_name)
+        stage_dir = checkpoints_root() / tower_name / f"seed{seed}" / stage_name
+        if not (stage_dir / "best.pt").exists() or not (stage_dir / "test_items.npy").exists():
+            print(f"no weights in {stage_dir}: skipping its query grid")
+            continue
+        test_items = np.load(stage_dir / "test_items.npy")
+        queries = np.random.default_rng(seed).choice(test_items, 6, replace=False)
+        name = f"{TABLE}_{stage_name}_queries.png"
+        query_grid(load_dataset(stage.dataset, kcore=stage.kcore), stage_dir / "best.pt", stage.text_config, test_items,
+                   queries, output / name)
+        names.append(name)
+    return names
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
