@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="beauty")
     parser.add_argument("--num-items", type=int, default=2000)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 256])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32, 64, 256])
     parser.add_argument("--naive-items", type=int, default=200, help="items encoded one at a time")
     arguments = parser.parse_args(argv)
     setup()
