@@ -99,6 +99,10 @@ class OPQTokenizer:
         embeddings = validate_embeddings(embeddings)
         if embeddings.shape[0] < self.codebook_size:
             raise ValueError(f"need >= codebook_size={self.codebook_size} items, got {embeddings.shape[0]}")
+        if embeddings.shape[0] < -(-embeddings.shape[1] // self.num_subspaces) * self.num_subspaces:
+            # faiss' OPQ rotation training crashes the process (segfault) with fewer points than dims
+            raise ValueError(f"OPQ needs at least as many items as dimensions: {embeddings.shape[0]} items, "
+                             f"{embeddings.shape[1]} dims")
         self.dim = embeddings.shape[1]
         # OPQMatrix subsamples and initialises with a fixed internal seed: shuffling the rows
         # with our seed makes both the subsample and the k-means initialisations seed-dependent.
