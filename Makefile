@@ -23,6 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 # takes minutes; a missing run is trained (TRAIN_MISSING=1 also trains the chapter-7 image tower, ~23 min).
 reproduce: $(STAMP)
 	$(PY) scripts/table_ch1_dense_retrieval.py --config experiments/ch1/beauty_dense_retrieval.yaml
+	$(PY) scripts/table_beauty_tokenizer_quality.py
 	@if [ -n "$(TRAIN_MISSING)" ]; then $(PY) scripts/train_image_tower.py --config experiments/ch7/myntra_image_tower.yaml; fi
 	$(PY) scripts/table_ch7_cross_modal.py
 
