@@ -14,14 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import faiss
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from mmq.tokenizers import make_tokenizer, quality_report
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
+
+from mmq.tokenizers import make_tokenizer, quality_report  # noqa: E402
 
 
 def clustered_embeddings(num_items: int, dim: int, *, num_clusters: int = 2000, latent_rank: int = 32,
