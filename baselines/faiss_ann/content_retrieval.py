@@ -14,17 +14,7 @@ import numpy as np
 
 from baselines.faiss_ann.index import IndexSpec, build_index, recall_against_exact, search
 from mmq.metrics import ranking_metrics
-
-
-def pad_histories(histories: list[np.ndarray], max_history: int | None = None) -> np.ndarray:
-    """Right-aligned ``[num_users, H]`` matrix of item indices, ``-1`` where shorter."""
-    width = max_history or max((len(history) for history in histories), default=1)
-    padded = np.full((len(histories), max(width, 1)), -1, dtype=np.int64)
-    for row, history in enumerate(histories):
-        history = history[-width:]
-        if len(history):
-            padded[row, width - len(history):] = history
-    return padded
+from mmq.recommenders.sequences import pad_histories  # re-exported: the chapter-1 API
 
 
 def history_queries(padded_histories: np.ndarray, item_embeddings: np.ndarray, decay: float) -> np.ndarray:

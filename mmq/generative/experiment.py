@@ -1,0 +1,183 @@
+"""One generative-retrieval run: SIDs from a tokenizer run + backbone training + test read once.
+
+``semantic_ids`` names the YAML config of the run that produced the SID table (e.g.
+``experiments/tokenizers/beauty_rq_vae.yaml``); that run is built first if missing, with the same
+seed as this run unless ``tokenizer_seed`` fixes one, and the table's sha256 is recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mmq.data import load_dataset
+from mmq.data.splits import leave_one_out
+from mmq.generative.causal import CausalSidRecommender
+from mmq.generative.sid_trie import SemanticIdTrie
+from mmq.generative.t5_backbone import T5SidRecommender
+from mmq.generative.train import TrainingConfig, evaluate_split, fit, item_codes_lookup
+from mmq.recommenders.sequences import next_item_samples, training_windows
+from mmq.runs import REPOSITORY_ROOT, checkpoints_root, experiment_name
+from mmq.tokenizers.dedup import sid_table_hash
+
+
+@dataclasses.dataclass(frozen=True)
+class CausalConfig:
+    """Causal backbone sizes ([choice]; SASRec-like widths that train in minutes on 2 cores)."""
+
+    dim: int = 128
+    num_layers: int = 2
+    num_heads: int = 2
+    ffn_multiplier: int = 2          # FFN width = 2 x dim (speed on 2 cores)
+    dropout: float = 0.2             # embeddings, residual branches, decoder heads
+    attention_dropout: float = 0.0   # off by default: CPU dropout masks cost ~1/4 of a step here
+    decoder_hidden: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class T5Config:
+    """TIGER's T5 sizes: 4 + 4 layers, d_model 128, 6 heads of 64, FFN 1024, dropout 0.1."""
+
+    dim: int = 128
+    num_encoder_layers: int = 4
+    num_decoder_layers: int = 4
+    num_heads: int = 6
+    head_dim: int = 64
+    ffn_dim: int = 1024
+    dropout: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerativeConfig:
+    """A generative retriever on one SID table (defaults: the ``cpu`` profile on Beauty RQ-VAE SIDs)."""
+
+    dataset: str = "beauty"
+    kcore: int | None = None
+    max_history: int = 20                    # MMQ_SPEC §4
+    semantic_ids: str = "experiments/tokenizers/beauty_rq_vae.yaml"   # config of the SID run
+    semantic_ids_producer: str = "auto"      # auto: by the config's experiments/<folder>/; or a folder name
+    tokenizer_seed: int | None = None        # None: same seed as this run (seed spread covers the SIDs too)
+    backbone: str = "causal"                 # causal (all positions per pass) | t5 (TIGER encoder-decoder)
+    causal: CausalConfig = CausalConfig()
+    t5: T5Config = T5Config()
+    training: TrainingConfig = TrainingConfig()
+    exclude_history: bool = True             # drop history items from the generated list
+    num_threads: int = 1                     # torch threads on CPU
+    profile: str = "cpu"                     # label recorded in the report and the table
+
+    def __post_init__(self) -> None:
+        if self.backbone not in ("causal", "t5"):
+            raise ValueError(f"backbone must be 'causal' or 't5', got {self.backbone!r}")
+
+
+# SID producers by the experiments/ folder of their config: name -> run_or_load(config, seed)
+SID_PRODUCERS: dict[str, Callable[[str, int], dict[str, Any]]] = {}
+
+
+def _tokenizer_run_or_load(config_path: str, seed: int) -> dict[str, Any]:
+    from mmq.tokenizers.experiment import run_or_load
+
+    return run_or_load(config_path, seed)
+
+
+SID_PRODUCERS["tokenizers"] = _tokenizer_run_or_load
+
+
+def register_sid_producer(folder: str, producer: Callable[[str, int], dict[str, Any]]) -> None:
+    """Let runs under ``experiments/<folder>/`` supply SID tables (e.g. MMQ's tokenizer)."""
+    SID_PRODUCERS[folder] = producer
+
+
+def load_semantic_ids(config_path: str, seed: int, producer: str = "auto") -> tuple[np.ndarray, str]:
+    """The SID table of ``config_path``'s run for ``seed`` (built if missing) and its sha256."""
+    path = Path(config_path)
+    if not path.is_absolute():
+        path = REPOSITORY_ROOT / path
+    if not path.exists():
+        raise FileNotFoundError(f"semantic_ids config {config_path} not found")
+    name = experiment_name(path)
+    folder = name.split("/")[0] if producer == "auto" else producer
+    if folder not in SID_PRODUCERS:
+        raise ValueError(f"no SID producer for experiments/{folder}/ (known: {sorted(SID_PRODUCERS)})")
+    report = SID_PRODUCERS[folder](str(path), seed)
+    table = report["metrics"]["semantic_id_table"]
+    semantic_ids = np.load(checkpoints_root() / name / f"seed{seed}" / table["path"])
+    digest = sid_table_hash(semantic_ids)
+    if digest != table["sha256"]:
+        raise ValueError(f"SID table of {name} seed {seed} does not match the sha256 in its report")
+    return semantic_ids, digest
+
+
+def build_model(config: GenerativeConfig, codebook_sizes: tuple[int, ...]) -> torch.nn.Module:
+    """The configured backbone for a SID table with ``codebook_sizes``."""
+    if config.backbone == "causal":
+        return CausalSidRecommender(codebook_sizes=codebook_sizes, max_length=config.max_history,
+                                    **dataclasses.asdict(config.causal))
+    return T5SidRecommender(codebook_sizes=codebook_sizes, max_length=config.max_history,
+                            **dataclasses.asdict(config.t5))
+
+
+def training_rows(config: GenerativeConfig, train_sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Causal: all-position windows ``[N, H]`` -> ``[N, H]``; t5: one sample per target ``[N, H]`` -> ``[N]``."""
+    if config.backbone == "causal":
+        windows = training_windows(train_sequences, config.max_history)
+        return windows.inputs, windows.targets
+    return next_item_samples(train_sequences, config.max_history)
+
+
+def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train with validation selection, then score the test split once; returns the metrics."""
+    torch.set_num_threads(config.num_threads)
+    dataset = load_dataset(config.dataset, kcore=config.kcore)
+    split = leave_one_out(dataset, max_history=config.max_history)
+    tokenizer_seed = seed if config.tokenizer_seed is None else config.tokenizer_seed
+    semantic_ids, digest = load_semantic_ids(config.semantic_ids, tokenizer_seed, config.semantic_ids_producer)
+    if len(semantic_ids) != dataset.num_items:
+        raise ValueError(f"SID table has {len(semantic_ids)} rows but {config.dataset} has {dataset.num_items} items")
+    codebook_sizes = tuple(int(size) for size in semantic_ids.max(axis=0) + 1)
+    trie = SemanticIdTrie(semantic_ids, codebook_sizes)
+    torch.manual_seed(seed)
+    model = build_model(config, codebook_sizes)
+    inputs, targets = training_rows(config, split.train_sequences)
+    valid_history, valid_target = split.history_and_target("valid")
+    summary = fit(model, config.training, directory, inputs=inputs, targets=targets, semantic_ids=semantic_ids,
+                  trie=trie, valid_histories=valid_history, valid_targets=valid_target,
+                  max_history=config.max_history, seed=seed, progress=progress)
+    device = next(model.parameters()).device
+    lookup = item_codes_lookup(semantic_ids)
+    evaluation = {}
+    for split_name in ("valid", "test"):  # test is read once, at the checkpoint chosen on validation
+        histories, split_targets = split.history_and_target(split_name)
+        started = time.perf_counter()
+        evaluation[split_name] = evaluate_split(model, lookup, trie, histories, split_targets,
+                                                max_history=config.max_history, beam_size=config.training.beam_size,
+                                                batch_size=config.training.eval_batch_size, device=device,
+                                                exclude_history=config.exclude_history)
+        evaluation[f"{split_name}_users_per_second"] = round(len(histories) / (time.perf_counter() - started), 1)
+    return {
+        **evaluation,
+        "training": summary,
+        "profile": config.profile,
+        "backbone": config.backbone,
+        "num_params": int(sum(parameter.numel() for parameter in model.parameters())),
+        "num_training_rows": int(len(inputs)),
+        "semantic_ids": {"config": config.semantic_ids, "seed": tokenizer_seed, "sha256": digest,
+                         "codebook_sizes": list(codebook_sizes)},
+    }
+
+
+def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run ``run_generative`` for a YAML config unless its run folder is done; return the report."""
+    from mmq.config import load_config
+    from mmq.runs import start_run
+
+    config = load_config(GenerativeConfig, config_path)
+    run = start_run(experiment_name(config_path), seed, config, force=force)
+    if not run.done:
+        run.finish(run_generative(config, seed, run.directory, progress=progress))
+    return run.load_report()

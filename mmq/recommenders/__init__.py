@@ -1,0 +1,1 @@
+"""Sequential recommenders over leave-one-out splits: shared batching and evaluation helpers."""
