@@ -87,3 +87,15 @@ def write_table(name: str, rows: Sequence[dict], markdown: str, directory: Path 
     artifacts.write_text(csv_path, rows_to_csv(rows))
     artifacts.write_text(markdown_path, markdown.rstrip() + "\n")
     return csv_path, markdown_path
+
+
+def paper_reference_rows(table: str, path: Path | None = None) -> list[dict]:
+    """Rows of ``table`` from ``paper_tables/paper_reference/mmq_paper.csv`` (sources ``paper``/``peer``)."""
+    path = tables_dir() / "paper_reference" / "mmq_paper.csv" if path is None else Path(path)
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["table"] == table]
+    for row in rows:
+        row["mean"] = float(row["mean"])
+        row["std"] = float(row["std"]) if row["std"] else float("nan")
+        row["n_seeds"] = int(row["n_seeds"]) if row["n_seeds"] else ""
+    return rows

@@ -195,3 +195,24 @@ def test_end_to_end_tiny_run(isolated_dirs, monkeypatch):
     bad.write_text("beam: 3\n")
     with pytest.raises((ConfigError, ValueError), match="beam"):
         run_or_load(bad, 0)
+
+
+def fake_report(seed, ndcg10, profile="cpu"):
+    split = {"recall@5": 0.04 + seed / 100, "recall@10": 0.06, "ndcg@5": 0.03, "ndcg@10": ndcg10}
+    return {"seed": seed, "metrics": {"valid": split, "test": split, "profile": profile}}
+
+
+def test_generative_table_aggregates_seeds_and_prints_gaps():
+    from mmq.generative.table import render_markdown, run_rows
+    from mmq.tables import paper_reference_rows
+
+    ours = run_rows("beauty_generative_retrieval", "beauty", "Generative, RQ-VAE SIDs",
+                    [fake_report(0, 0.030), fake_report(1, 0.034)])
+    test_ndcg = [row for row in ours if row["split"] == "test" and row["metric"] == "ndcg@10"][0]
+    assert test_ndcg["mean"] == pytest.approx(0.032) and test_ndcg["n_seeds"] == 2
+    assert test_ndcg["std"] == pytest.approx(np.std([0.030, 0.034], ddof=1))
+    references = paper_reference_rows("beauty_generative_retrieval")
+    assert {row["source"] for row in references} == {"paper", "peer"}
+    markdown = render_markdown(ours, references, title="t", notes=[])
+    assert "Generative, RQ-VAE SIDs [cpu] | ours | 0.0450 ± 0.0071" in markdown
+    assert "| Generative, RQ-VAE SIDs [cpu] (0.0320) | +0.0028 (+10%) |" in markdown  # vs MA-RQ-VAE 0.0292
