@@ -101,6 +101,7 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
         model.train()
         started, losses = time.perf_counter(), []
         batches = list(length_bucketed_batches(inputs, config.batch_size, rng=rng))
+        batches = batches[accelerator.process_index::accelerator.num_processes]  # data-parallel shards
         for rows, first in tqdm(batches, desc=f"epoch {progress_state['epoch'] + 1}", disable=not progress,
                                 mininterval=10):
             history_codes = lookup[torch.from_numpy(inputs[rows, first:])].to(accelerator.device)
@@ -125,13 +126,17 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
                                    beam_size=config.beam_size, batch_size=config.eval_batch_size,
                                    device=accelerator.device)
             record.update({f"valid_{name}": value for name, value in valid.items() if name.startswith(("recall", "ndcg"))})
-            if valid[SELECTION_METRIC] > progress_state["best"]:
+            improved = valid[SELECTION_METRIC] > progress_state["best"]
+            if improved:
                 progress_state.update(best=valid[SELECTION_METRIC], best_epoch=epoch, bad_evals=0)
-                save_torch_state(best_path, unwrapped.state_dict())
             else:
                 progress_state["bad_evals"] += 1
-            save_torch_state(state_path, {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "progress": progress_state})
+            if accelerator.is_main_process:
+                if improved:
+                    save_torch_state(best_path, unwrapped.state_dict())
+                save_torch_state(state_path, {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
+                                              "progress": progress_state})
+            accelerator.wait_for_everyone()
         LOGGER.info("%s", record)
     if not best_path.exists():
         raise RuntimeError(f"no validation evaluation happened in {directory}; check max_epochs/eval_every")
