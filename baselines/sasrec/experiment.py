@@ -1,0 +1,117 @@
+"""SASRec-CE baseline on a leave-one-out split: train, select on validation, score test once.
+
+One config + seed -> one run folder (``checkpoints/<experiment>/seed<k>/``) with ``best.pt`` and
+``state.pt`` (git-ignored) and ``report.json``: valid and test next-item metrics at the
+validation-selected epoch, training speed and the evaluation history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from baselines.sasrec.model import SASRec
+from baselines.sasrec.train import evaluate, load_best, train_sasrec
+from mmq.data import leave_one_out, load_dataset
+from mmq.recommenders.sequences import training_windows
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class SASRecConfig:
+    """SASRec with full-softmax cross-entropy (defaults: genrec's SASRec-CE on Beauty)."""
+
+    dataset: str = "beauty"
+    kcore: int | None = None            # None: the dataset's default (5-core)
+    max_history: int = 20               # TIGER protocol; also the training window length
+    hidden_size: int = 64               # item / position embedding and transformer width
+    num_layers: int = 2                 # causal transformer blocks
+    num_heads: int = 1                  # attention heads per block
+    feedforward_size: int = 256         # inner width of the position-wise feed-forward
+    dropout: float = 0.5                # embedding, attention and feed-forward dropout
+    learning_rate: float = 1e-3         # Adam
+    weight_decay: float = 0.0           # Adam L2 (SASRec-CE uses none)
+    batch_size: int = 256               # training windows per step
+    epochs: int = 60                    # upper bound; early stopping usually ends sooner
+    eval_every: int = 2                 # epochs between validation passes
+    patience: int = 5                   # evaluations without improvement before stopping (0: never)
+    selection_metric: str = "ndcg@10"   # validation metric that picks the checkpoint
+    num_threads: int = 1                # torch CPU threads (1 is fastest for this size on 2 shared cores)
+    cpu: bool = False                   # force CPU even when a GPU is present
+    profile: str = "cpu"                # label recorded in the report: "cpu" or "gpu" settings
+
+    def __post_init__(self) -> None:
+        if self.profile not in ("cpu", "gpu"):
+            raise ValueError(f"profile must be 'cpu' or 'gpu', got {self.profile!r}")
+        if self.eval_every < 1 or self.epochs < 1:
+            raise ValueError(f"epochs and eval_every must be >= 1, got {self.epochs}, {self.eval_every}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def model_arguments(self, num_items: int) -> dict[str, Any]:
+        """Keyword arguments of :class:`SASRec` for a catalogue of ``num_items``."""
+        return {"num_items": num_items, "max_length": self.max_history, "hidden_size": self.hidden_size,
+                "num_layers": self.num_layers, "num_heads": self.num_heads,
+                "feedforward_size": self.feedforward_size, "dropout": self.dropout}
+
+
+def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train SASRec, pick the best validation epoch, score test once; return the metrics dict."""
+    torch.set_num_threads(config.num_threads)
+    dataset = load_dataset(config.dataset, kcore=config.kcore)
+    split = leave_one_out(dataset, max_history=config.max_history)
+    windows = training_windows(split.train_sequences, max_length=config.max_history)
+    model = SASRec(**config.model_arguments(dataset.num_items))
+    num_params = sum(parameter.numel() for parameter in model.parameters())
+    LOGGER.info("sasrec on %s: %d items, %d users, %d windows, %d targets, %d parameters", config.dataset,
+                dataset.num_items, len(split.train_sequences), len(windows), windows.num_targets, num_params)
+    result = train_sasrec(model, windows, split.history_and_target("valid"), config, run_directory, seed=seed,
+                          progress=progress)
+    best = load_best(SASRec(**config.model_arguments(dataset.num_items)), result.best_path)
+    device = "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
+    best.to(device)
+    started = time.perf_counter()
+    test = evaluate(best, *split.history_and_target("test"), max_length=config.max_history, device=device)
+    evaluated_epochs = sum(1 for entry in result.history if "valid" in entry)
+    LOGGER.info("sasrec best epoch %d: valid %s %.4f, test %.4f", result.best_epoch, config.selection_metric,
+                result.best_valid[config.selection_metric], test[config.selection_metric])
+    return {
+        "valid": result.best_valid,
+        "test": test,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "evaluations": evaluated_epochs,
+        "train_seconds": round(result.train_seconds, 2),
+        "seconds_per_epoch": round(result.train_seconds / max(result.epochs_run, 1), 2),
+        "train_targets_per_second": round(result.train_targets / max(result.train_seconds, 1e-9), 1),
+        "test_eval_seconds": round(time.perf_counter() - started, 2),
+        "profile": config.profile,
+        "device": device,
+        "num_params": num_params,
+        "num_train_windows": len(windows),
+        "num_train_targets": windows.num_targets,
+        "num_threads": config.num_threads,
+        "dataset": dataset.statistics(),
+        "history": result.history,
+    }
+
+
+def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run SASRec for a YAML config unless its run folder is done; return the report."""
+    from mmq.config import load_config
+    from mmq.runs import experiment_name, start_run
+
+    config = load_config(SASRecConfig, config_path)
+    run = start_run(experiment_name(config_path), seed, config, force=force)
+    if force:  # a forced rerun starts from scratch instead of resuming the old state
+        for name in ("state.pt", "best.pt"):
+            (run.directory / name).unlink(missing_ok=True)
+    if not run.done:
+        run.finish(run_sasrec(config, seed, run.directory, progress=progress))
+    return run.load_report()
