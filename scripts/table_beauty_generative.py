@@ -1,10 +1,10 @@
 """Beauty generative retrieval: SASRec-CE and the generative retriever on RQ-VAE / RQ-KMeans / OPQ
 title SIDs (mean ± std over seeds), beside the TIGER paper, the MMQ paper and genrec's SASRec-CE.
 
-    python scripts/table_beauty_generative.py [--seeds 0 1 2] [--only-existing] [--force]
+    python scripts/table_beauty_generative.py [--seeds 0 1 2] [--no-train] [--force]
 
 Runs any missing (config, seed) first (each ~15 min on one CPU core for the cpu profile), unless
-``--only-existing`` is given, in which case rows without finished runs are left out and named.
+``--no-train`` is given, in which case rows without finished runs are left out and named.
 Writes paper_tables/beauty_generative_retrieval.{md,csv}.
 """
 
@@ -32,8 +32,8 @@ ROWS = (
 )
 
 
-def collect(seeds: list[int], *, only_existing: bool, force: bool) -> tuple[dict[str, list[dict]], list[str]]:
-    """Reports per row label (running missing seeds unless ``only_existing``) and the missing runs."""
+def collect(seeds: list[int], *, no_train: bool, force: bool) -> tuple[dict[str, list[dict]], list[str]]:
+    """Reports per row label (running missing seeds unless ``no_train``) and the missing runs."""
     import importlib
     import json
 
@@ -44,7 +44,7 @@ def collect(seeds: list[int], *, only_existing: bool, force: bool) -> tuple[dict
         for seed in seeds:
             report_path = checkpoints_root() / experiment_name(config) / f"seed{seed}" / "report.json"
             done = report_path.with_name("DONE").exists()
-            if only_existing and not done:
+            if no_train and not done:
                 missing.append(f"{config} seed {seed}")
                 continue
             found.append(json.loads(report_path.read_text()) if done and not force
@@ -58,16 +58,16 @@ def main(argv: list[str] | None = None) -> int:
     """Collect the runs, write the table, print it with the gaps."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--only-existing", action="store_true", help="never train; leave out missing runs")
+    parser.add_argument("--no-train", action="store_true", help="never train; leave out missing runs")
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--output-dir", type=Path, default=None)
     arguments = parser.parse_args(argv)
     setup()
-    reports, missing = collect(arguments.seeds, only_existing=arguments.only_existing, force=arguments.force)
+    reports, missing = collect(arguments.seeds, no_train=arguments.no_train, force=arguments.force)
     ours = [row for label, runs in reports.items() for row in run_rows(TABLE, "beauty", label, runs)]
     references = paper_reference_rows(TABLE)
-    seconds = {label: sum(run["metrics"]["training"]["train_seconds"] for run in runs) / len(runs)
-               for label, runs in reports.items() if "training" in runs[0]["metrics"]}
+    seconds = {label: sum(run["metrics"].get("training", run["metrics"])["train_seconds"] for run in runs) / len(runs)
+               for label, runs in reports.items()}
     notes = [
         "Amazon Beauty 2014 5-core (22,363 users, 12,101 items), leave-one-out (last item test, second-last "
         "validation), history <= 20, full-catalogue ranking, history items removed from the ranked list.",
