@@ -1,0 +1,8 @@
+"""MMQ stage 1: the shared-specific multimodal mixture-of-quantization tokenizer (MMQ_SPEC §2)."""
+
+from mmq.mmq_tokenizer.config import MMQConfig
+from mmq.mmq_tokenizer.model import MMQModel, MMQOutput
+from mmq.mmq_tokenizer.quantizer import ExpertCodebooks, QuantizerOutput
+from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
+
+__all__ = ["ExpertCodebooks", "MMQConfig", "MMQModel", "MMQOutput", "MMQTokenizer", "QuantizerOutput"]

@@ -1,0 +1,138 @@
+"""The stage-1 shared-specific MMQ network (MMQ_SPEC §2): experts, gates, quantizer, decoders.
+
+Expert order (= SID order): shared experts on the concatenation [e_t, e_v, ...], then each
+modality's specific experts in ``config.modalities`` order. Shared experts weigh 1, specific
+experts weigh their modality's softmax gate:
+
+    z   = sum_i z_s,i + sum_m sum_i g_m,i z_m,i
+    z_q = sum_i q(z_s,i) + sum_m sum_i g_m,i q(z_m,i)
+    x_hat = Dec(z + sg(z_q - z));   e_m_hat = Dec_m(z_m + sg(z_q,m - z_m)),  z_m = sum_i g_m,i z_m,i
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple
+
+import torch
+from einops import einsum
+from torch import Tensor, nn
+
+from mmq.mmq_tokenizer.config import MMQConfig
+from mmq.mmq_tokenizer.experts import ExpertGroup, ModalityGate, decoder_mlp
+from mmq.mmq_tokenizer.losses import (auxiliary_loss, codebook_loss, commitment_loss, gate_balance_loss,
+                                      orthogonality_loss, reconstruction_loss, stage1_objective)
+from mmq.mmq_tokenizer.quantizer import ExpertCodebooks
+
+
+class ExpertLatents(NamedTuple):
+    """Every expert's latent and its mixing weight."""
+
+    latents: Tensor  # [batch, experts, d] raw expert outputs
+    weights: Tensor  # [batch, experts] 1 for shared experts, the modality gate for specific ones
+
+
+class MMQOutput(NamedTuple):
+    """Output of :class:`MMQModel`."""
+
+    reconstruction: Tensor                      # [batch, sum of modality dims]
+    auxiliary_reconstructions: dict[str, Tensor]  # modality -> [batch, d_m]
+    codes: Tensor                               # [batch, experts] int64, SID order
+    weights: Tensor                             # [batch, experts] gates (1 for shared)
+    losses: dict[str, Tensor]                   # reconstruction, auxiliary, orthogonality, codebook, commitment,
+                                                # gate_balance, total
+
+
+def straight_through(latent: Tensor, quantized: Tensor) -> Tensor:
+    """z + sg(z_q - z): forward equals z_q, gradient flows to z (straight-through estimator)."""
+    return latent + (quantized - latent).detach()
+
+
+class MMQModel(nn.Module):
+    """Shared + specific expert groups, per-modality gates, per-expert codebooks, Dec and Dec_m."""
+
+    def __init__(self, *, config: MMQConfig, input_dims: Mapping[str, int]) -> None:
+        super().__init__()
+        self.config = config
+        self.modalities = tuple(config.modalities)
+        self.input_dims = {name: int(input_dims[name]) for name in self.modalities}
+        total_dim, dim = sum(self.input_dims.values()), config.code_dim
+        self.counts = dict(zip(self.modalities, config.num_specific_experts))
+        self.shared = (ExpertGroup(num_experts=config.num_shared_experts, input_dim=total_dim, code_dim=dim,
+                                   hidden_dims=config.expert_hidden_dims) if config.num_shared_experts else None)
+        gated = [name for name in self.modalities if self.counts[name]]
+        self.specific = nn.ModuleDict({name: ExpertGroup(num_experts=self.counts[name], input_dim=self.input_dims[name],
+                                                         code_dim=dim, hidden_dims=config.expert_hidden_dims)
+                                       for name in gated})
+        self.gates = nn.ModuleDict({name: ModalityGate(input_dim=self.input_dims[name], num_experts=self.counts[name],
+                                                       hidden_dim=config.gate_hidden_dim) for name in gated})
+        self.quantizer = ExpertCodebooks(num_experts=config.num_experts, codebook_size=config.codebook_size, dim=dim,
+                                         lookup=config.lookup, use_ema=config.codebook_update == "ema",
+                                         ema_decay=config.ema_decay)
+        self.decoder = decoder_mlp(dim, config.decoder_hidden_dims, total_dim)
+        self.auxiliary_decoders = nn.ModuleDict({
+            name: decoder_mlp(dim, config.decoder_hidden_dims, self.input_dims[name]) for name in gated})
+        # mean gates over the training items: decode(codes) without inputs mixes experts with these
+        self.register_buffer("mean_weights", torch.ones(config.num_experts))
+
+    def expert_groups(self) -> list[Tensor]:
+        """Final d x d weights per group (shared, then each modality): the L_ortho groups."""
+        groups = [self.shared.final_weights] if self.shared is not None else []
+        return groups + [self.specific[name].final_weights for name in self.specific]
+
+    def expert_latents(self, inputs: Mapping[str, Tensor]) -> ExpertLatents:
+        """Raw latents and mixing weights of every expert, SID order."""
+        first = inputs[self.modalities[0]]
+        latents, weights = [], []
+        if self.shared is not None:
+            concatenated = torch.cat([inputs[name] for name in self.modalities], dim=-1)
+            latents.append(self.shared(concatenated))  # [batch, N_s, d]
+            weights.append(first.new_ones(first.shape[0], self.shared.num_experts))
+        for name, group in self.specific.items():
+            latents.append(group(inputs[name]))  # [batch, N_m, d]
+            weights.append(self.gates[name](inputs[name]))  # [batch, N_m]
+        return ExpertLatents(torch.cat(latents, dim=1), torch.cat(weights, dim=1))
+
+    def expert_logits(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        """Per-expert code logits ``[batch, experts, K]`` (cos(z_i, q_j)): the stage-2 soft-index hook."""
+        return self.quantizer.logits(self.expert_latents(inputs).latents)
+
+    def _modality_slices(self) -> dict[str, slice]:
+        start, slices = self.config.num_shared_experts, {}
+        for name in self.specific:
+            slices[name] = slice(start, start + self.counts[name])
+            start += self.counts[name]
+        return slices
+
+    def forward(self, inputs: Mapping[str, Tensor]) -> MMQOutput:
+        """Quantize every expert, reconstruct the concatenation and each modality, return named losses."""
+        latents, weights = self.expert_latents(inputs)
+        quantizer_output = self.quantizer(latents)
+        unit, quantized = quantizer_output.latents, quantizer_output.quantized  # [batch, experts, d]
+        fused = einsum(weights, unit, "b e, b e d -> b d")  # z
+        fused_quantized = einsum(weights, quantized, "b e, b e d -> b d")  # z_q
+        reconstruction = self.decoder(straight_through(fused, fused_quantized))
+        auxiliary, slices = {}, self._modality_slices()
+        for name, part in slices.items():
+            specific = einsum(weights[:, part], unit[:, part], "b e, b e d -> b d")
+            specific_quantized = einsum(weights[:, part], quantized[:, part], "b e, b e d -> b d")
+            auxiliary[name] = self.auxiliary_decoders[name](straight_through(specific, specific_quantized))
+        concatenated = torch.cat([inputs[name] for name in self.modalities], dim=-1)
+        losses = {
+            "reconstruction": reconstruction_loss(concatenated, reconstruction),
+            "auxiliary": auxiliary_loss(inputs, auxiliary).to(reconstruction),
+            "orthogonality": orthogonality_loss(self.expert_groups()).to(reconstruction),
+            "codebook": codebook_loss(unit, quantized),
+            "commitment": commitment_loss(unit, quantized),
+            "gate_balance": gate_balance_loss([weights[:, part] for part in slices.values()]).to(reconstruction),
+        }
+        return MMQOutput(reconstruction, auxiliary, quantizer_output.codes, weights,
+                         stage1_objective(losses, self.config))
+
+    def encode_codes(self, inputs: Mapping[str, Tensor]) -> Tensor:
+        """Semantic IDs ``[batch, experts]`` in SID order."""
+        return self.quantizer.assign(self.expert_latents(inputs).latents)
+
+    def decode_codes(self, codes: Tensor, weights: Tensor | None = None) -> Tensor:
+        """Dec(z_q) ``[batch, sum dims]`` from codes alone (training-mean gates unless ``weights`` given)."""
+        weights = self.mean_weights.expand(codes.shape[0], -1) if weights is None else weights
+        return self.decoder(einsum(weights, self.quantizer.lookup_codes(codes), "b e, b e d -> b d"))
