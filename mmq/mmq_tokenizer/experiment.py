@@ -10,20 +10,15 @@ collaborative embedding, which reads leave-one-out training sequences only.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
-import faiss
-import numpy as np
 import torch
 
-from mmq import artifacts
 from mmq.mmq_tokenizer.config import MMQConfig
 from mmq.mmq_tokenizer.inputs import ItemModalitiesConfig, load_item_modalities
 from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
-from mmq.tokenizers.base import quality_report
-from mmq.tokenizers.dedup import append_dedup_digit, dedup_report, sid_table_hash
+from mmq.tokenizers.experiment import fit_and_save_semantic_ids
 from mmq.tokenizers.modality import make_modality_tokenizer
 
 METHODS = ("mmq", "rq_vae", "rq_kmeans", "opq")
@@ -67,29 +62,11 @@ class MultimodalTokenizerConfig:
 def build_multimodal_semantic_ids(config: MultimodalTokenizerConfig, seed: int, run_directory: Path) -> dict[str, Any]:
     """Fit the tokenizer on the item modalities, write the SID table, return the metrics."""
     torch.set_num_threads(config.num_threads)
-    faiss.omp_set_num_threads(config.num_threads)
     embeddings, input_report = load_item_modalities(config.inputs)
     tokenizer = config.make_tokenizer()
-    started = time.perf_counter()
-    tokenizer.fit(embeddings, seed=seed)
-    fit_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    quality = quality_report(tokenizer, embeddings)
-    codes = tokenizer.encode(embeddings)
-    encode_seconds = time.perf_counter() - started
-    tokenizer.save(run_directory / "tokenizer")
-    semantic_ids = append_dedup_digit(codes) if config.dedup else codes
-    artifacts.save_npy(run_directory / "semantic_ids.npy", semantic_ids.astype(np.int64))
-    metrics: dict[str, Any] = {
-        "fit_seconds": round(fit_seconds, 2),
-        "encode_and_report_seconds": round(encode_seconds, 2),
-        "inputs": input_report,
-        "quality": quality,
-        "dedup": dedup_report(codes),
-        "semantic_id_table": {"path": "semantic_ids.npy", "shape": list(semantic_ids.shape),
-                              "sha256": sid_table_hash(semantic_ids)},
-        "num_threads": config.num_threads,
-    }
+    _, metrics = fit_and_save_semantic_ids(tokenizer, embeddings, seed=seed, dedup=config.dedup,
+                                           run_directory=run_directory, num_threads=config.num_threads)
+    metrics["inputs"] = input_report
     if isinstance(tokenizer, MMQTokenizer):
         gates = tokenizer.gates(embeddings)
         metrics["mmq"] = {

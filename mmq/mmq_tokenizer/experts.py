@@ -54,14 +54,3 @@ class ModalityGate(nn.Module):
     def forward(self, inputs: Tensor) -> Tensor:
         """``[batch, input_dim] -> [batch, experts]``, rows sum to 1."""
         return torch.softmax(self.network(inputs) + self.bias, dim=-1)
-
-
-def decoder_mlp(input_dim: int, hidden_dims: Sequence[int], output_dim: int) -> nn.Sequential:
-    """Linear-ReLU stack ending in a plain linear layer (Dec and the auxiliary Dec_m)."""
-    layers: list[nn.Module] = []
-    width = input_dim
-    for hidden in hidden_dims:
-        layers += [nn.Linear(width, hidden), nn.ReLU()]
-        width = hidden
-    layers.append(nn.Linear(width, output_dim))
-    return nn.Sequential(*layers)

@@ -54,13 +54,15 @@ class SemanticIdConfig:
         return arguments
 
 
-def build_semantic_ids(config: SemanticIdConfig, seed: int, run_directory: Path) -> dict[str, Any]:
-    """Fit the tokenizer on the item text embeddings, write SIDs + figures, return the metrics."""
-    torch.set_num_threads(config.num_threads)
-    faiss.omp_set_num_threads(config.num_threads)
-    dataset = load_dataset(config.dataset, kcore=config.kcore)
-    embeddings = item_text_embeddings(dataset, config.text)
-    tokenizer = make_tokenizer(config.method, **config.tokenizer_arguments())
+def fit_and_save_semantic_ids(tokenizer, embeddings: Any, *, seed: int, dedup: bool, run_directory: Path,
+                              num_threads: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Fit ``tokenizer``, save it and the SID table (+ de-dup digit) in ``run_directory``.
+
+    Returns the raw codes and the shared report part (timings, quality, de-dup, table hash);
+    used by every SID-producing run (text tokenizers here, multimodal MA/MS/MMQ in mmq_tokenizer).
+    """
+    torch.set_num_threads(num_threads)
+    faiss.omp_set_num_threads(num_threads)
     started = time.perf_counter()
     tokenizer.fit(embeddings, seed=seed)
     fit_seconds = time.perf_counter() - started
@@ -69,22 +71,33 @@ def build_semantic_ids(config: SemanticIdConfig, seed: int, run_directory: Path)
     codes = tokenizer.encode(embeddings)
     encode_seconds = time.perf_counter() - started
     tokenizer.save(run_directory / "tokenizer")
-    semantic_ids = append_dedup_digit(codes) if config.dedup else codes
+    semantic_ids = append_dedup_digit(codes) if dedup else codes
     artifacts.save_npy(run_directory / "semantic_ids.npy", semantic_ids.astype(np.int64))
-    titles = dataset.items[dataset.text_fields[0]].tolist() if dataset.text_fields else dataset.items["item_id"].tolist()
-    plot_hierarchy(codes, titles, run_directory / "hierarchy.png", title=f"{config.dataset} {config.method}")
-    artifacts.write_text(run_directory / "hierarchy.txt", hierarchy_text(codes, titles))
-    plot_codebook_usage(codes, tokenizer.codebook_sizes, run_directory / "codebook_usage.png",
-                        title=f"{config.dataset} {config.method}")
-    return {
+    return codes, {
         "fit_seconds": round(fit_seconds, 2),
         "encode_and_report_seconds": round(encode_seconds, 2),
         "quality": quality,
         "dedup": dedup_report(codes),
         "semantic_id_table": {"path": "semantic_ids.npy", "shape": list(semantic_ids.shape),
                               "sha256": sid_table_hash(semantic_ids)},
-        "num_threads": config.num_threads,
+        "num_threads": num_threads,
     }
+
+
+def build_semantic_ids(config: SemanticIdConfig, seed: int, run_directory: Path) -> dict[str, Any]:
+    """Fit the tokenizer on the item text embeddings, write SIDs + figures, return the metrics."""
+    torch.set_num_threads(config.num_threads)
+    dataset = load_dataset(config.dataset, kcore=config.kcore)
+    embeddings = item_text_embeddings(dataset, config.text)
+    tokenizer = make_tokenizer(config.method, **config.tokenizer_arguments())
+    codes, metrics = fit_and_save_semantic_ids(tokenizer, embeddings, seed=seed, dedup=config.dedup,
+                                               run_directory=run_directory, num_threads=config.num_threads)
+    titles = dataset.items[dataset.text_fields[0]].tolist() if dataset.text_fields else dataset.items["item_id"].tolist()
+    plot_hierarchy(codes, titles, run_directory / "hierarchy.png", title=f"{config.dataset} {config.method}")
+    artifacts.write_text(run_directory / "hierarchy.txt", hierarchy_text(codes, titles))
+    plot_codebook_usage(codes, tokenizer.codebook_sizes, run_directory / "codebook_usage.png",
+                        title=f"{config.dataset} {config.method}")
+    return metrics
 
 
 def run_or_load(config_path: str | Path, seed: int, *, force: bool = False) -> dict[str, Any]:
