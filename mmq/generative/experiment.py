@@ -85,7 +85,14 @@ def _tokenizer_run_or_load(config_path: str, seed: int) -> dict[str, Any]:
     return run_or_load(config_path, seed)
 
 
+def _multimodal_run_or_load(config_path: str, seed: int) -> dict[str, Any]:
+    from mmq.mmq_tokenizer.experiment import run_or_load
+
+    return run_or_load(config_path, seed)
+
+
 SID_PRODUCERS["tokenizers"] = _tokenizer_run_or_load
+SID_PRODUCERS["mmq"] = _multimodal_run_or_load
 
 
 def register_sid_producer(folder: str, producer: Callable[[str, int], dict[str, Any]]) -> None:
