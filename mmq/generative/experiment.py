@@ -80,9 +80,15 @@ SID_PRODUCERS: dict[str, Callable[[str, int], dict[str, Any]]] = {}
 
 
 def _tokenizer_run_or_load(config_path: str, seed: int) -> dict[str, Any]:
-    from mmq.tokenizers.experiment import run_or_load
+    """experiments/tokenizers/ holds text-only runs (SemanticIdConfig) and multimodal MA/MS runs."""
+    import yaml
 
-    return run_or_load(config_path, seed)
+    from mmq.tokenizers.experiment import SemanticIdConfig, run_or_load
+
+    keys = set(yaml.safe_load(Path(config_path).read_text()) or {})
+    if keys <= {field.name for field in dataclasses.fields(SemanticIdConfig)}:
+        return run_or_load(config_path, seed)
+    return _multimodal_run_or_load(config_path, seed)
 
 
 def _multimodal_run_or_load(config_path: str, seed: int) -> dict[str, Any]:
