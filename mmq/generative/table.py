@@ -50,3 +50,28 @@ def render_markdown(ours: Sequence[dict], references: Sequence[dict], *, title: 
         f"## Gap to each reference ({GAP_METRIC}, test)", "",
         *gap_lines(ours, references), "",
     ])
+
+
+def plot_ndcg(rows: Sequence[dict], path, metric: str = GAP_METRIC) -> None:
+    """Horizontal bars of test ``metric`` for every row (ours with ± std), saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mmq import artifacts
+
+    selected = [row for row in rows if row["split"] == "test" and row["metric"] == metric]
+    colours = {"ours": "tab:blue", "paper": "tab:gray", "peer": "tab:orange"}
+    figure, axis = plt.subplots(figsize=(7, 0.45 * len(selected) + 1.2))
+    positions = range(len(selected))[::-1]
+    errors = [0.0 if math.isnan(row["std"]) else row["std"] for row in selected]
+    axis.barh(list(positions), [row["mean"] for row in selected], xerr=errors,
+              color=[colours.get(row["source"], "tab:blue") for row in selected])
+    axis.set_yticks(list(positions), [f"{row['method']} ({row['source']})" for row in selected], fontsize=8)
+    axis.set_xlabel(f"test {metric}")
+    axis.set_title("Amazon Beauty next-item retrieval", fontsize=9)
+    figure.tight_layout()
+    with artifacts.atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=110, format="png")
+    plt.close(figure)
