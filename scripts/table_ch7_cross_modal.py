@@ -79,12 +79,14 @@ def _figures(config: ImageTowerExperimentConfig, tower_name: str, seed: int, out
     for stage_name in config.stages:
         stage = getattr(config, stage_name)
         stage_dir = checkpoints_root() / tower_name / f"seed{seed}" / stage_name
+        name = f"{TABLE}_{stage_name}_queries.png"
         if not (stage_dir / "best.pt").exists() or not (stage_dir / "test_items.npy").exists():
-            print(f"no weights in {stage_dir}: skipping its query grid")
+            if (output / name).exists():  # a clone without weights keeps the committed figure
+                names.append(name)
+            print(f"no weights in {stage_dir}: its query grid is not redrawn")
             continue
         test_items = np.load(stage_dir / "test_items.npy")
         queries = np.random.default_rng(seed).choice(test_items, 6, replace=False)
-        name = f"{TABLE}_{stage_name}_queries.png"
         query_grid(load_dataset(stage.dataset, kcore=stage.kcore), stage_dir / "best.pt", stage.text_config, test_items,
                    queries, output / name)
         names.append(name)
