@@ -218,16 +218,16 @@ def test_generative_table_aggregates_seeds_and_prints_gaps():
     assert "| Generative, RQ-VAE SIDs [cpu] (0.0320) | +0.0028 (+10%) |" in markdown  # vs MA-RQ-VAE 0.0292
 
 
-def test_tokenizer_folder_dispatches_text_and_multimodal_configs(tmp_path, monkeypatch):
-    import mmq.generative.experiment as experiment
+def test_tokenizer_configs_dispatch_to_the_text_or_multimodal_builder(tmp_path, monkeypatch):
+    import mmq.mmq_tokenizer.experiment as multimodal_experiment
     import mmq.tokenizers.experiment as text_experiment
 
     calls = []
-    monkeypatch.setattr(experiment, "_multimodal_run_or_load", lambda path, seed: calls.append(("multimodal", seed)))
-    monkeypatch.setattr(text_experiment, "run_or_load", lambda path, seed: calls.append(("text", seed)))
+    monkeypatch.setattr(multimodal_experiment, "run_or_load", lambda path, seed, force: calls.append(("multimodal", seed)))
+    monkeypatch.setattr(text_experiment, "run_or_load", lambda path, seed, force: calls.append(("text", seed)))
     text, multimodal = tmp_path / "text.yaml", tmp_path / "multi.yaml"
     text.write_text("dataset: beauty\nmethod: opq\n")
     multimodal.write_text("inputs: {dataset: movielens}\nfusion: ms\nmethod: opq\n")
-    experiment._tokenizer_run_or_load(str(text), 1)
-    experiment._tokenizer_run_or_load(str(multimodal), 2)
+    text_experiment.run_semantic_id_config(str(text), 1)
+    text_experiment.run_semantic_id_config(str(multimodal), 2)
     assert calls == [("text", 1), ("multimodal", 2)]

@@ -75,30 +75,15 @@ class GenerativeConfig:
             raise ValueError(f"backbone must be 'causal' or 't5', got {self.backbone!r}")
 
 
+def _semantic_id_run(config_path: str, seed: int) -> dict[str, Any]:
+    from mmq.tokenizers.experiment import run_semantic_id_config
+
+    return run_semantic_id_config(config_path, seed)
+
+
 # SID producers by the experiments/ folder of their config: name -> run_or_load(config, seed)
-SID_PRODUCERS: dict[str, Callable[[str, int], dict[str, Any]]] = {}
-
-
-def _tokenizer_run_or_load(config_path: str, seed: int) -> dict[str, Any]:
-    """experiments/tokenizers/ holds text-only runs (SemanticIdConfig) and multimodal MA/MS runs."""
-    import yaml
-
-    from mmq.tokenizers.experiment import SemanticIdConfig, run_or_load
-
-    keys = set(yaml.safe_load(Path(config_path).read_text()) or {})
-    if keys <= {field.name for field in dataclasses.fields(SemanticIdConfig)}:
-        return run_or_load(config_path, seed)
-    return _multimodal_run_or_load(config_path, seed)
-
-
-def _multimodal_run_or_load(config_path: str, seed: int) -> dict[str, Any]:
-    from mmq.mmq_tokenizer.experiment import run_or_load
-
-    return run_or_load(config_path, seed)
-
-
-SID_PRODUCERS["tokenizers"] = _tokenizer_run_or_load
-SID_PRODUCERS["mmq"] = _multimodal_run_or_load
+SID_PRODUCERS: dict[str, Callable[[str, int], dict[str, Any]]] = {"tokenizers": _semantic_id_run,
+                                                                     "mmq": _semantic_id_run}
 
 
 def register_sid_producer(folder: str, producer: Callable[[str, int], dict[str, Any]]) -> None:

@@ -110,3 +110,19 @@ def run_or_load(config_path: str | Path, seed: int, *, force: bool = False) -> d
     if not run.done:
         run.finish(build_semantic_ids(config, seed, run.directory))
     return run.load_report()
+
+
+def run_semantic_id_config(config_path: str | Path, seed: int, *, force: bool = False) -> dict[str, Any]:
+    """Build (or reuse) the SID run of any tokenizer config and return its report.
+
+    A config whose keys all belong to :class:`SemanticIdConfig` is a text-only run; anything else
+    (``inputs``, ``fusion``, MMQ fields) is a multimodal MA/MS or MMQ run of ``mmq.mmq_tokenizer``.
+    """
+    import yaml
+
+    keys = set(yaml.safe_load(Path(config_path).read_text()) or {})
+    if keys <= {field.name for field in dataclasses.fields(SemanticIdConfig)}:
+        return run_or_load(config_path, seed, force=force)
+    from mmq.mmq_tokenizer.experiment import run_or_load as multimodal_run_or_load
+
+    return multimodal_run_or_load(config_path, seed, force=force)
