@@ -35,20 +35,17 @@ ROWS = (
 def collect(seeds: list[int], *, no_train: bool, force: bool) -> tuple[dict[str, list[dict]], list[str]]:
     """Reports per row label (running missing seeds unless ``no_train``) and the missing runs."""
     import importlib
-    import json
 
     reports, missing = {}, []
     for label, config, module in ROWS:
         run_or_load = importlib.import_module(module).run_or_load
         found = []
         for seed in seeds:
-            report_path = checkpoints_root() / experiment_name(config) / f"seed{seed}" / "report.json"
-            done = report_path.with_name("DONE").exists()
+            done = (checkpoints_root() / experiment_name(config) / f"seed{seed}" / "DONE").exists()
             if no_train and not done:
                 missing.append(f"{config} seed {seed}")
                 continue
-            found.append(json.loads(report_path.read_text()) if done and not force
-                         else run_or_load(config, seed, force=force))
+            found.append(run_or_load(config, seed, force=force))  # a finished run is only read
         if found:
             reports[label] = found
     return reports, missing

@@ -182,7 +182,7 @@ def test_end_to_end_tiny_run(isolated_dirs, monkeypatch):
     sids = isolated_dirs / "tiny_sids.yaml"
     sids.write_text("dataset: beauty\nkcore: 0\nmethod: rq_kmeans\ncode_length: 2\ncodebook_size: 4\n")
     config = isolated_dirs / "tiny_generative.yaml"
-    config.write_text(f"dataset: beauty\nkcore: 0\nsemantic_ids: {sids}\nsemantic_ids_producer: tokenizers\n"
+    config.write_text(f"dataset: beauty\nkcore: 0\nsemantic_ids: {sids}\n"
                       "causal: {dim: 16, num_heads: 2, decoder_hidden: 16}\n"
                       "training: {max_epochs: 2, eval_every: 1, batch_size: 8, beam_size: 10, cpu: true}\n")
     report = run_or_load(config, 0, progress=False)

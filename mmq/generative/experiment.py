@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +60,6 @@ class GenerativeConfig:
     kcore: int | None = None
     max_history: int = 20                    # MMQ_SPEC §4
     semantic_ids: str = "experiments/tokenizers/beauty_rq_vae.yaml"   # config of the SID run
-    semantic_ids_producer: str = "auto"      # auto: by the config's experiments/<folder>/; or a folder name
     tokenizer_seed: int | None = None        # None: same seed as this run (seed spread covers the SIDs too)
     backbone: str = "causal"                 # causal (all positions per pass) | t5 (TIGER encoder-decoder)
     causal: CausalConfig = CausalConfig()
@@ -75,34 +74,20 @@ class GenerativeConfig:
             raise ValueError(f"backbone must be 'causal' or 't5', got {self.backbone!r}")
 
 
-def _semantic_id_run(config_path: str, seed: int) -> dict[str, Any]:
+def load_semantic_ids(config_path: str, seed: int) -> tuple[np.ndarray, str]:
+    """The SID table of ``config_path``'s run for ``seed`` (built if missing) and its sha256.
+
+    Any SID config works: text-only tokenizers, multimodal MA/MS baselines and MMQ stage 1.
+    """
     from mmq.tokenizers.experiment import run_semantic_id_config
 
-    return run_semantic_id_config(config_path, seed)
-
-
-# SID producers by the experiments/ folder of their config: name -> run_or_load(config, seed)
-SID_PRODUCERS: dict[str, Callable[[str, int], dict[str, Any]]] = {"tokenizers": _semantic_id_run,
-                                                                     "mmq": _semantic_id_run}
-
-
-def register_sid_producer(folder: str, producer: Callable[[str, int], dict[str, Any]]) -> None:
-    """Let runs under ``experiments/<folder>/`` supply SID tables (e.g. MMQ's tokenizer)."""
-    SID_PRODUCERS[folder] = producer
-
-
-def load_semantic_ids(config_path: str, seed: int, producer: str = "auto") -> tuple[np.ndarray, str]:
-    """The SID table of ``config_path``'s run for ``seed`` (built if missing) and its sha256."""
     path = Path(config_path)
     if not path.is_absolute():
         path = REPOSITORY_ROOT / path
     if not path.exists():
         raise FileNotFoundError(f"semantic_ids config {config_path} not found")
     name = experiment_name(path)
-    folder = name.split("/")[0] if producer == "auto" else producer
-    if folder not in SID_PRODUCERS:
-        raise ValueError(f"no SID producer for experiments/{folder}/ (known: {sorted(SID_PRODUCERS)})")
-    report = SID_PRODUCERS[folder](str(path), seed)
+    report = run_semantic_id_config(path, seed)
     table = report["metrics"]["semantic_id_table"]
     semantic_ids = np.load(checkpoints_root() / name / f"seed{seed}" / table["path"])
     digest = sid_table_hash(semantic_ids)
@@ -134,7 +119,7 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
     dataset = load_dataset(config.dataset, kcore=config.kcore)
     split = leave_one_out(dataset, max_history=config.max_history)
     tokenizer_seed = seed if config.tokenizer_seed is None else config.tokenizer_seed
-    semantic_ids, digest = load_semantic_ids(config.semantic_ids, tokenizer_seed, config.semantic_ids_producer)
+    semantic_ids, digest = load_semantic_ids(config.semantic_ids, tokenizer_seed)
     if len(semantic_ids) != dataset.num_items:
         raise ValueError(f"SID table has {len(semantic_ids)} rows but {config.dataset} has {dataset.num_items} items")
     codebook_sizes = tuple(int(size) for size in semantic_ids.max(axis=0) + 1)
