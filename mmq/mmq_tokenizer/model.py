@@ -41,6 +41,7 @@ class MMQOutput(NamedTuple):
     weights: Tensor                             # [batch, experts] gates (1 for shared)
     losses: dict[str, Tensor]                   # reconstruction, auxiliary, orthogonality, codebook, commitment,
                                                 # gate_balance, total
+    logits: Tensor | None = None                # [batch, experts, K] with gradient, when asked (stage 2)
 
 
 def straight_through(latent: Tensor, quantized: Tensor) -> Tensor:
@@ -104,8 +105,12 @@ class MMQModel(nn.Module):
             start += self.counts[name]
         return slices
 
-    def forward(self, inputs: Mapping[str, Tensor]) -> MMQOutput:
-        """Quantize every expert, reconstruct the concatenation and each modality, return named losses."""
+    def forward(self, inputs: Mapping[str, Tensor], *, with_logits: bool = False) -> MMQOutput:
+        """Quantize every expert, reconstruct the concatenation and each modality, return named losses.
+
+        ``with_logits`` also returns the differentiable per-expert code logits of the same latents
+        (stage 2 needs logits and L_recon / L_aux of one forward pass).
+        """
         latents, weights = self.expert_latents(inputs)
         quantizer_output = self.quantizer(latents)
         unit, quantized = quantizer_output.latents, quantizer_output.quantized  # [batch, experts, d]
@@ -127,7 +132,8 @@ class MMQModel(nn.Module):
             "gate_balance": gate_balance_loss([weights[:, part] for part in slices.values()]).to(reconstruction),
         }
         return MMQOutput(reconstruction, auxiliary, quantizer_output.codes, weights,
-                         stage1_objective(losses, self.config))
+                         stage1_objective(losses, self.config),
+                         self.quantizer.logits(latents) if with_logits else None)
 
     def encode_codes(self, inputs: Mapping[str, Tensor]) -> Tensor:
         """Semantic IDs ``[batch, experts]`` in SID order."""

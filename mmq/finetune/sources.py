@@ -1,0 +1,154 @@
+"""Where a downstream model gets each item's SID indices: frozen stage-1 codes or a live tokenizer.
+
+Every source maps item indices ``[n]`` to SID indices ``[n, L, K]`` (one-hot in the forward pass)
+and, when it is trainable, to the tokenizer's stage-2 regularisers (unweighted L_recon, L_aux).
+
+- :class:`NoCodes`: no SIDs (item-ID-only models).
+- :class:`FrozenCodes`: a stage-1 SID table (no gradient), the "w/o behavior fine-tuning" rows.
+- :class:`MMQCodes`: MMQ stage 1 weights, indices from per-expert cosine logits through the soft
+  straight-through estimator; L_recon and L_aux from the MMQ network itself.
+- :class:`RQVAECodes`: an MA-RQ-VAE (one RQ-VAE on the normalised concatenation); level ``l``'s
+  logits are ``-||r_l - c||^2`` ([choice]: RQ-VAE looks codes up by L2, so its soft index uses
+  negative squared distances where MMQ uses cosines; the hard forward pass is unchanged), the
+  residual passes on ``r_l - ind_l @ C_l``; L_recon from the RQ-VAE decoder, no L_aux.
+
+Content encoders (MiniLM, the image tower) stay frozen: sources hold their cached outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from mmq.finetune.soft_index import one_hot_codes, soft_straight_through
+from mmq.tokenizers.rq_vae_model import squared_distances
+
+
+class SourceOutput(NamedTuple):
+    """Indices ``[n, L, K]`` and the named stage-2 regularisers (empty for frozen codes)."""
+
+    indices: Tensor
+    losses: dict[str, Tensor]
+
+
+class NoCodes(nn.Module):
+    """No SIDs at all (the item-ID-only model): a source that yields nothing and never trains."""
+
+    trainable = False
+
+    def __init__(self, num_items: int) -> None:
+        super().__init__()
+        self.num_items = int(num_items)
+
+    def forward(self, items: Tensor, *, with_losses: bool = False) -> SourceOutput:
+        return SourceOutput(None, {})
+
+
+class FrozenCodes(nn.Module):
+    """A fixed SID table ``[num_items, L]``; indices are one-hot codes, nothing trains."""
+
+    trainable = False
+
+    def __init__(self, codes: np.ndarray, codebook_sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or codes.shape[1] != len(codebook_sizes):
+            raise ValueError(f"codes must be [items, {len(codebook_sizes)}], got {codes.shape}")
+        if codes.min() < 0 or (codes >= np.asarray(codebook_sizes)[None, :]).any():
+            raise ValueError(f"codes outside the codebooks {codebook_sizes}")
+        self.codebook_sizes = tuple(int(size) for size in codebook_sizes)
+        self.register_buffer("table", torch.from_numpy(codes.astype(np.int64)))
+
+    def forward(self, items: Tensor, *, with_losses: bool = False) -> SourceOutput:
+        return SourceOutput(one_hot_codes(self.table[items], max(self.codebook_sizes)), {})
+
+    @property
+    def num_items(self) -> int:
+        return self.table.shape[0]
+
+    def codes(self) -> np.ndarray:
+        """The SID table (unchanged)."""
+        return self.table.numpy().copy()
+
+
+class _LiveTokenizer(nn.Module):
+    """Shared parts of trainable sources: cached item inputs as buffers, ``tau``, hard codes."""
+
+    trainable = True
+
+    def __init__(self, inputs: Mapping[str, np.ndarray], tau: float) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"tau must be > 0, got {tau}")
+        self.tau = float(tau)
+        self.input_names = tuple(inputs)
+        for name, array in inputs.items():
+            self.register_buffer(f"input_{name}", torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)),
+                                 persistent=False)  # cached content features: not part of checkpoints
+
+    def batch(self, items: Tensor) -> dict[str, Tensor]:
+        return {name: getattr(self, f"input_{name}")[items] for name in self.input_names}
+
+    @property
+    def num_items(self) -> int:
+        return getattr(self, f"input_{self.input_names[0]}").shape[0]
+
+    @torch.no_grad()
+    def codes(self, chunk: int = 4096) -> np.ndarray:
+        """Current hard codes of every item ``[num_items, L]`` (re-derived SIDs)."""
+        was_training = self.training
+        self.eval()
+        rows = [self(torch.arange(start, min(start + chunk, self.num_items))).indices.argmax(dim=-1)
+                for start in range(0, self.num_items, chunk)]
+        self.train(was_training)
+        return torch.cat(rows).numpy().astype(np.int64)
+
+
+class MMQCodes(_LiveTokenizer):
+    """MMQ stage-1 network fine-tuned through soft indices (cosine logits per expert)."""
+
+    def __init__(self, model: nn.Module, inputs: Mapping[str, np.ndarray], tau: float) -> None:
+        super().__init__(inputs, tau)
+        self.model = model
+        self.codebook_sizes = (model.config.codebook_size,) * model.config.num_experts
+
+    def forward(self, items: Tensor, *, with_losses: bool = False) -> SourceOutput:
+        batch = self.batch(items)
+        if not with_losses:
+            return SourceOutput(soft_straight_through(self.model.expert_logits(batch), self.tau), {})
+        output = self.model(batch, with_logits=True)
+        return SourceOutput(soft_straight_through(output.logits, self.tau),  # [n, E, K]
+                            {"reconstruction": output.losses["reconstruction"],
+                             "auxiliary": output.losses["auxiliary"]})
+
+
+class RQVAECodes(_LiveTokenizer):
+    """An RQ-VAE (on the concatenated normalised modalities) fine-tuned through soft indices."""
+
+    def __init__(self, model: nn.Module, inputs: np.ndarray, tau: float) -> None:
+        super().__init__({"concatenated": inputs}, tau)
+        self.model = model
+        quantizer = model.quantizer
+        self.codebook_sizes = (quantizer.codebook_size,) * quantizer.num_levels
+
+    def forward(self, items: Tensor, *, with_losses: bool = False) -> SourceOutput:
+        inputs = self.batch(items)["concatenated"]
+        latent = self.model.encoder(inputs)
+        codebooks = self.model.quantizer.codebooks  # [L, K, d]
+        residual, quantized, indices = latent, torch.zeros_like(latent), []
+        for level in range(codebooks.shape[0]):
+            level_indices = soft_straight_through(-squared_distances(residual, codebooks[level]), self.tau)
+            selected = level_indices @ codebooks[level]  # the hard code vector in the forward pass
+            indices.append(level_indices)
+            quantized, residual = quantized + selected, residual - selected
+        indices = torch.stack(indices, dim=1)
+        if not with_losses:
+            return SourceOutput(indices, {})
+        # the RQ-VAE's own L_recon (decoder on z + sg(z_q - z)), computed here so that no EMA
+        # codebook update of the quantizer's training forward runs during fine-tuning
+        reconstruction = self.model.decoder(latent + (quantized - latent).detach())
+        return SourceOutput(indices, {"reconstruction": (reconstruction - inputs).square().sum(dim=1).mean(),
+                                      "auxiliary": inputs.new_zeros(())})

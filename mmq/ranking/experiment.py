@@ -1,0 +1,166 @@
+"""One ranking run: PPNet on MovieLens (chronological 90/10, rating > 3), optionally with SIDs and
+MMQ stage 2 (behavior-aware fine-tuning of the tokenizer through soft indices).
+
+``semantic_ids`` names the YAML config of the SID run (MA/MS baselines, MMQ stage 1 or an
+ablation); that run is built first if missing, with the same seed unless ``tokenizer_seed`` fixes
+one. With ``finetune: true`` the run folder also receives the fine-tuned tokenizer
+(``tokenizer/``, weights git-ignored), the re-derived SID table (``semantic_ids.npy`` + de-dup
+digit, sha256 in the report) and its quality, so a later downstream run can read those SIDs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmq import artifacts
+from mmq.finetune.sources import FrozenCodes, MMQCodes, NoCodes, RQVAECodes
+from mmq.ranking.data import ranking_data
+from mmq.ranking.ppnet import ITEM_FEATURES, PPNet, PPNetConfig
+from mmq.ranking.train import RankingTrainingConfig, fit_ranking, predict, ranking_metrics
+from mmq.runs import checkpoints_root, experiment_name
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingConfig:
+    """A PPNet ranking run (defaults: the item-ID-only baseline on MovieLens)."""
+
+    dataset: str = "movielens"
+    kcore: int | None = None
+    test_fraction: float = 0.1               # [paper] chronological 90/10
+    valid_fraction: float = 0.1              # tail of the 90% part, for model selection [choice]
+    positive_threshold: float = 3.0          # [paper] rating > 3 positive
+    item_features: str = "id"                # id | sid | id+sid
+    semantic_ids: str | None = None          # config of the SID run (needed for sid features)
+    tokenizer_seed: int | None = None        # None: the SID run of this run's seed
+    finetune: bool = False                   # stage 2: train the tokenizer jointly (MMQ or MA-RQ-VAE)
+    ppnet: PPNetConfig = PPNetConfig()
+    training: RankingTrainingConfig = RankingTrainingConfig()
+    long_tail_fraction: float = 0.25         # head / tail buckets of test items by training exposure
+    num_threads: int = 1
+    profile: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.item_features not in ITEM_FEATURES:
+            raise ValueError(f"item_features must be one of {ITEM_FEATURES}, got {self.item_features!r}")
+        if "sid" in self.item_features and not self.semantic_ids:
+            raise ValueError(f"item_features={self.item_features!r} needs semantic_ids (a SID run config)")
+        if self.finetune and "sid" not in self.item_features:
+            raise ValueError("finetune: true needs SID item features (item_features sid or id+sid)")
+
+
+def _sid_run(config_path: str, seed: int) -> tuple[dict[str, Any], Path]:
+    from mmq.tokenizers.experiment import run_semantic_id_config
+
+    report = run_semantic_id_config(config_path, seed)
+    return report, checkpoints_root() / experiment_name(config_path) / f"seed{seed}"
+
+
+def _live_source(config_path: str, run_directory: Path, stage1_codes: np.ndarray, tau: float):
+    """A trainable source from a finished SID run, plus its tokenizer and content embeddings."""
+    from mmq.config import load_config
+    from mmq.mmq_tokenizer.experiment import MultimodalTokenizerConfig
+    from mmq.mmq_tokenizer.inputs import load_item_modalities
+    from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
+    from mmq.tokenizers.base import read_tokenizer_json
+    from mmq.tokenizers.modality import ModalityAlignedTokenizer, load_tokenizer
+
+    sid_config = load_config(MultimodalTokenizerConfig, config_path)
+    embeddings, _ = load_item_modalities(sid_config.inputs)
+    kind = read_tokenizer_json(run_directory / "tokenizer")["kind"]
+    if kind == "mmq":
+        tokenizer = MMQTokenizer.load(run_directory / "tokenizer")
+        source = MMQCodes(tokenizer.model, tokenizer.prepare(embeddings), tau)
+    else:
+        tokenizer = load_tokenizer(run_directory / "tokenizer")
+        if not (isinstance(tokenizer, ModalityAlignedTokenizer) and tokenizer.method == "rq_vae"):
+            raise ValueError(f"{config_path}: behavior fine-tuning needs an MMQ or MA-RQ-VAE tokenizer "
+                             f"(k-means / OPQ codebooks and MS wrappers have no trainable lookup); got {kind}")
+        prepared = tokenizer.prepare(embeddings)
+        concatenated = np.concatenate([prepared[name] for name in tokenizer.modalities], axis=1)
+        source = RQVAECodes(tokenizer.tokenizer.model, concatenated, tau)
+    if not np.array_equal(source.codes(), stage1_codes):
+        raise ValueError(f"{run_directory}: the saved tokenizer does not reproduce its semantic_ids.npy on the "
+                         "current content features (stale feature cache?); rebuild the SID run")
+    return source, tokenizer, embeddings
+
+
+def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: bool = True) -> dict[str, Any]:
+    """Train, select on validation AUC, read the test split once; return the metrics."""
+    from mmq.data import load_dataset
+
+    torch.set_num_threads(config.num_threads)
+    torch.manual_seed(seed)
+    dataset = load_dataset(config.dataset, kcore=config.kcore)
+    data = ranking_data(dataset, test_fraction=config.test_fraction, valid_fraction=config.valid_fraction,
+                        positive_threshold=config.positive_threshold)
+    metrics: dict[str, Any] = {"profile": config.profile, "num_samples": {k: len(v) for k, v in data.splits.items()}}
+    source, codebook_sizes, tokenizer = NoCodes(data.num_items), None, None
+    if config.semantic_ids:
+        tokenizer_seed = seed if config.tokenizer_seed is None else config.tokenizer_seed
+        sid_report, sid_directory = _sid_run(config.semantic_ids, tokenizer_seed)
+        quality = sid_report["metrics"]["quality"]
+        codebook_sizes = tuple(quality["codebook_sizes"])
+        table = np.load(sid_directory / "semantic_ids.npy")
+        if table.shape[0] != data.num_items:
+            raise ValueError(f"{sid_directory}: SID table has {table.shape[0]} rows, dataset has {data.num_items} items")
+        stage1_codes = table[:, :len(codebook_sizes)]  # the semantic codes; the de-dup digit is not learned
+        metrics["semantic_ids"] = {"config": config.semantic_ids, "tokenizer_seed": tokenizer_seed,
+                                   "sha256": sid_report["metrics"]["semantic_id_table"]["sha256"],
+                                   "stage1_quality": quality}
+        if config.finetune:
+            source, tokenizer, embeddings = _live_source(config.semantic_ids, sid_directory, stage1_codes,
+                                                         config.training.tau)
+        else:
+            source = FrozenCodes(stage1_codes, codebook_sizes)
+    torch.manual_seed(seed)
+    model = PPNet(num_users=data.num_users, num_items=data.num_items, item_features=config.item_features,
+                  codebook_sizes=codebook_sizes, config=config.ppnet)
+    metrics["num_params"] = sum(p.numel() for p in model.parameters())
+    long_tail = data.long_tail_items(config.long_tail_fraction)
+    metrics["training"] = fit_ranking(model, source, data, config.training, directory, seed=seed, progress=progress)
+    metrics["valid"] = ranking_metrics(data.splits["valid"], predict(model, source, data.splits["valid"]), long_tail)
+    started = time.perf_counter()
+    metrics["test"] = ranking_metrics(data.splits["test"], predict(model, source, data.splits["test"]), long_tail)
+    metrics["test_seconds"] = round(time.perf_counter() - started, 2)
+    metrics["long_tail"] = {"fraction": config.long_tail_fraction, "num_head_items": len(long_tail["head"]),
+                            "num_tail_items": len(long_tail["tail"]),
+                            "max_tail_exposure": int(data.train_exposure[long_tail["tail"]].max()),
+                            "min_head_exposure": int(data.train_exposure[long_tail["head"]].min())}
+    if config.finetune:
+        metrics["finetuned"] = _save_finetuned(tokenizer, source, embeddings, stage1_codes, directory)
+    return metrics
+
+
+def _save_finetuned(tokenizer, source, embeddings, stage1_codes: np.ndarray, directory: Path) -> dict[str, Any]:
+    """Re-derive SIDs with the fine-tuned tokenizer; save it, the table and its quality."""
+    from mmq.tokenizers.base import quality_report
+    from mmq.tokenizers.dedup import append_dedup_digit, dedup_report, sid_table_hash
+
+    source.eval()
+    codes = source.codes()
+    table = append_dedup_digit(codes)
+    artifacts.save_npy(directory / "semantic_ids.npy", table.astype(np.int64))
+    tokenizer.save(directory / "tokenizer")
+    return {"quality": quality_report(tokenizer, embeddings), "dedup": dedup_report(codes),
+            "semantic_id_table": {"path": "semantic_ids.npy", "shape": list(table.shape),
+                                  "sha256": sid_table_hash(table)},
+            "changed_item_fraction": float((codes != stage1_codes).any(axis=1).mean()),
+            "changed_code_fraction": float((codes != stage1_codes).mean())}
+
+
+def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Run ``run_ranking`` for a YAML config unless its run folder is done; return the report."""
+    from mmq.config import load_config
+    from mmq.runs import start_run
+
+    config = load_config(RankingConfig, config_path)
+    run = start_run(experiment_name(config_path), seed, config, force=force)
+    if not run.done:
+        run.finish(run_ranking(config, seed, run.directory, progress=progress))
+    return run.load_report()
