@@ -1,14 +1,103 @@
-"""Beauty generative-retrieval table: our runs (mean ± std over seeds) beside the paper and peer rows."""
+"""Generative-retrieval tables (Beauty, MovieLens): our runs (mean ± std over seeds) beside any
+paper / peer rows, plus the shared collect / command-line / output steps of their scripts."""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import math
+from pathlib import Path
 from typing import Sequence
 
-from mmq.tables import format_value, markdown_grid, metric_row
+from mmq.tables import format_value, markdown_grid, metric_row, write_table
 
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 GAP_METRIC = "ndcg@10"
+# a table row: (label, config path, runner module with ``run_or_load(config, seed, force=...)``)
+TableRow = tuple[str, str, str]
+
+
+def parse_arguments(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The table scripts' options: ``--seeds``, ``--no-train``, ``--force``, ``--output-dir``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--no-train", action="store_true", help="never train; leave out missing runs")
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--output-dir", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def collect(rows: Sequence[TableRow], seeds: Sequence[int], *, no_train: bool,
+            force: bool) -> tuple[dict[str, list[dict]], list[str]]:
+    """Reports per row label (running missing seeds unless ``no_train``) and the missing runs."""
+    from mmq.runs import checkpoints_root, experiment_name
+
+    reports, missing = {}, []
+    for label, config, module in rows:
+        run_or_load = importlib.import_module(module).run_or_load
+        found = []
+        for seed in seeds:
+            done = (checkpoints_root() / experiment_name(config) / f"seed{seed}" / "DONE").exists()
+            if no_train and not done:
+                missing.append(f"{config} seed {seed}")
+                continue
+            found.append(run_or_load(config, seed, force=force))  # a finished run is only read
+        if found:
+            reports[label] = found
+    return reports, missing
+
+
+def table_rows(table: str, dataset: str, reports: dict[str, list[dict]]) -> list[dict]:
+    """``run_rows`` of every collected method, in row order."""
+    return [row for label, runs in reports.items() for row in run_rows(table, dataset, label, runs)]
+
+
+def mean_train_seconds(reports: dict[str, list[dict]]) -> dict[str, float]:
+    """Mean training seconds per run of each method (generative and SASRec reports alike)."""
+    return {label: sum(run["metrics"].get("training", run["metrics"])["train_seconds"] for run in runs) / len(runs)
+            for label, runs in reports.items()}
+
+
+def missing_note(missing: Sequence[str]) -> list[str]:
+    """The note naming the runs left out (none when nothing is missing)."""
+    return ["Missing runs (left out): " + "; ".join(missing) + "."] if missing else []
+
+
+def _test_row(ours: Sequence[dict], label: str, metric: str) -> dict | None:
+    """Our test row of ``metric`` for the method labelled ``label`` (``run_rows`` adds `` [profile]``)."""
+    for row in ours:
+        if row["split"] == "test" and row["metric"] == metric and (
+                row["method"] == label or row["method"].startswith(label + " [")):
+            return row
+    return None
+
+
+def beats_best_line(ours: Sequence[dict], candidate: str, baselines: Sequence[str], *,
+                    metric: str = GAP_METRIC, what: str = "the best MA/MS row") -> str:
+    """One note: does ``candidate`` beat the best of ``baselines`` on test ``metric`` (table means ± std)?
+
+    Uses only the table's own means; the gap is also compared with the seed spread (std) of both rows.
+    """
+    row = _test_row(ours, candidate, metric)
+    present = [found for found in (_test_row(ours, label, metric) for label in baselines) if found is not None]
+    if row is None or not present:
+        lacking = candidate if row is None else "all of " + ", ".join(baselines)
+        return f"Claim \"{candidate} beats {what} on test {metric}\": not tested (no finished runs for {lacking})."
+    best = max(present, key=lambda found: found["mean"])
+    gap = row["mean"] - best["mean"]
+    relative = f" ({gap / best['mean']:+.0%})" if best["mean"] else ""
+    verdict = "beats" if gap > 0 else "does not beat"
+    spreads = [value for value in (row["std"], best["std"]) if not math.isnan(value)]
+    if not spreads:
+        spread = "single seed, no std"
+    elif abs(gap) > max(spreads):
+        spread = "larger than either row's std"
+    else:
+        spread = "within the seed std of " + ("both rows" if abs(gap) <= min(spreads) else "one row")
+    return (f"Claim \"{candidate} beats {what} on test {metric}\": {verdict} it here. {row['method']} "
+            f"{format_value(row['mean'], row['std'])} vs best baseline {best['method']} "
+            f"{format_value(best['mean'], best['std'])}: gap {gap:+.4f}{relative}, {spread} "
+            f"(n = {row['n_seeds']} / {best['n_seeds']} seeds).")
 
 
 def run_rows(table: str, dataset: str, method: str, reports: Sequence[dict]) -> list[dict]:
@@ -40,7 +129,18 @@ def gap_lines(ours: Sequence[dict], references: Sequence[dict], metric: str = GA
 
 
 def render_markdown(ours: Sequence[dict], references: Sequence[dict], *, title: str, notes: Sequence[str]) -> str:
-    """The page: test grid (ours + references), validation grid (ours), gap to each reference."""
+    """The page: test grid (ours + references), validation grid (ours), gap to each reference.
+
+    Without reference rows the test heading names ours only and the gap section is left out.
+    """
+    if not references:
+        return "\n".join([
+            f"# {title}", "", *notes, "",
+            "## Test (ours: mean ± std over seeds)", "",
+            markdown_grid(ours, METRICS, split="test"), "",
+            "## Validation (model selection; ours only)", "",
+            markdown_grid(ours, METRICS, split="valid"), "",
+        ])
     return "\n".join([
         f"# {title}", "", *notes, "",
         "## Test (ours: mean ± std over seeds; paper/peer rows as published)", "",
@@ -52,7 +152,8 @@ def render_markdown(ours: Sequence[dict], references: Sequence[dict], *, title: 
     ])
 
 
-def plot_ndcg(rows: Sequence[dict], path, metric: str = GAP_METRIC) -> None:
+def plot_ndcg(rows: Sequence[dict], path, metric: str = GAP_METRIC, *,
+              title: str = "Amazon Beauty next-item retrieval") -> None:
     """Horizontal bars of test ``metric`` for every row (ours with ± std), saved as PNG."""
     import matplotlib
 
@@ -70,8 +171,21 @@ def plot_ndcg(rows: Sequence[dict], path, metric: str = GAP_METRIC) -> None:
               color=[colours.get(row["source"], "tab:blue") for row in selected])
     axis.set_yticks(list(positions), [f"{row['method']} ({row['source']})" for row in selected], fontsize=8)
     axis.set_xlabel(f"test {metric}")
-    axis.set_title("Amazon Beauty next-item retrieval", fontsize=9)
+    axis.set_title(title, fontsize=9)
     figure.tight_layout()
     with artifacts.atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")
     plt.close(figure)
+
+
+def write_outputs(table: str, ours: Sequence[dict], references: Sequence[dict], markdown: str,
+                  output_dir: Path | None, *, plot_title: str) -> tuple[Path, Path]:
+    """Write ``<table>.{csv,md,png}`` (ours + references), print the page; returns (csv, md) paths."""
+    from mmq.tables import tables_dir
+
+    output = output_dir or tables_dir()
+    csv_path, markdown_path = write_table(table, [*ours, *references], markdown, output)
+    plot_ndcg([*ours, *references], output / f"{table}.png", title=plot_title)
+    print(markdown)
+    print(f"gap metric {GAP_METRIC}; wrote {markdown_path}, {csv_path}")
+    return csv_path, markdown_path
