@@ -1,0 +1,205 @@
+"""MovieLens ranking tables (MMQ paper tables A and D, plus the SID-length and expert series).
+
+Rows are data (:data:`ROWS`: table, label, config, series x); every number comes from the run
+reports of ``experiments/ranking/*.yaml``. Quality columns are those of the SIDs the ranking model
+used: the stage-1 run's for frozen SIDs, the re-derived table's after behavior fine-tuning.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mmq.tables import format_value, metric_row
+
+DATASET = "movielens"
+# (split, metric) columns in display order
+COLUMNS = (("all_items", "l_recon"), ("all_items", "entropy"), ("all_items", "utilization"),
+           ("all_items", "changed_items"), ("valid", "auc"), ("test", "auc"), ("test", "gauc"),
+           ("test", "auc_head"), ("test", "auc_tail"))
+PAPER_METRICS = {"l_recon": "l_recon", "entropy": "entropy", "utilization": "utilization", "auc": "auc",
+                 "gauc": "gauc"}
+
+
+@dataclasses.dataclass(frozen=True)
+class RankingRow:
+    """One table line: which table, its label, the config producing it, its x in a series."""
+
+    table: str
+    label: str
+    config: str
+    x: int | None = None
+
+
+def _config(name: str) -> str:
+    return f"experiments/ranking/movielens_{name}.yaml"
+
+
+BASELINES = tuple((f"{fusion.upper()}-{label}", f"{fusion}_{method}")
+                  for method, label in (("rq_vae", "RQ-VAE"), ("rq_kmeans", "RQ-KMeans"), ("opq", "OPQ"))
+                  for fusion in ("ma", "ms"))
+MMQ_FULL = "MMQ (stage 1 + behavior fine-tuning)"
+MMQ_STAGE1 = "MMQ stage 1 only (w/o behavior fine-tuning)"
+ROWS: tuple[RankingRow, ...] = (
+    RankingRow("ranking", "PPNet-ItemID", _config("ppnet_itemid")),
+    *(RankingRow("ranking", f"PPNet + {label}", _config(name)) for label, name in BASELINES),
+    RankingRow("ranking", f"PPNet + {MMQ_STAGE1}", _config("mmq_stage1")),
+    RankingRow("ranking", f"PPNet + {MMQ_FULL}", _config("mmq")),
+    RankingRow("ablation", MMQ_FULL, _config("mmq")),
+    RankingRow("ablation", "w/o cosine quantizer (L2 lookup)", _config("mmq_l2")),
+    RankingRow("ablation", "w/o L_aux", _config("mmq_no_aux")),
+    RankingRow("ablation", "w/o L_ortho", _config("mmq_no_ortho")),
+    RankingRow("ablation", "w/o behavior fine-tuning", _config("mmq_stage1")),
+    RankingRow("ablation", "specific-only experts (3 text + 3 image)", _config("mmq_specific_only")),
+    RankingRow("ablation", "MA-RQ-VAE", _config("ma_rq_vae")),
+    RankingRow("ablation", "MA-RQ-VAE + behavior fine-tuning", _config("ma_rq_vae_ft")),
+    *(RankingRow("sid_length", f"MMQ SID length {length}", _config("mmq" if length == 6 else f"mmq_len{length}"),
+                 length) for length in (6, 9, 12, 15, 18)),
+)
+TABLES = {"ranking": "movielens_ranking", "ablation": "movielens_ablation", "sid_length": "movielens_sid_length"}
+
+
+def report_values(report: dict) -> dict[tuple[str, str], float]:
+    """``{(split, metric): value}`` of one ranking run report."""
+    metrics = report["metrics"]
+    values = {("valid", "auc"): metrics["valid"]["auc"]}
+    for name in ("auc", "gauc", "auc_head", "auc_tail"):
+        values[("test", name)] = metrics["test"][name]
+    quality = (metrics["finetuned"]["quality"] if "finetuned" in metrics
+               else metrics.get("semantic_ids", {}).get("stage1_quality"))
+    if quality:
+        values[("all_items", "l_recon")] = quality["reconstruction_l2_sq"]
+        values[("all_items", "entropy")] = quality["semantic_id_quality"]["entropy_mean"]
+        values[("all_items", "utilization")] = quality["semantic_id_quality"]["utilization_mean"]
+    if "finetuned" in metrics:
+        values[("all_items", "changed_items")] = metrics["finetuned"]["changed_item_fraction"]
+    return values
+
+
+def table_rows(table: str, reports: dict[RankingRow, Sequence[dict]]) -> list[dict]:
+    """Long-format rows (mean ± std over seeds) of one table."""
+    rows = []
+    for row, row_reports in reports.items():
+        if row.table != table or not row_reports:
+            continue
+        values = [report_values(report) for report in row_reports]
+        for split, metric in COLUMNS:
+            present = [value[(split, metric)] for value in values if (split, metric) in value]
+            if present:
+                rows.append({**metric_row(TABLES[table], DATASET, row.label, split, metric, present),
+                             "x": "" if row.x is None else row.x})
+    return rows
+
+
+def paper_rows(table: str, reference_csv: Path) -> list[dict]:
+    """The paper's industrial rows for the ranking table (L_recon, entropy, util, AUC, GAUC)."""
+    if table != "ranking":
+        return []
+    rows = []
+    with open(reference_csv, newline="", encoding="utf-8") as handle:
+        for record in csv.DictReader(handle):
+            if record["table"] == "industrial_ranking" and record["metric"] in PAPER_METRICS:
+                split = "test" if record["metric"] in ("auc", "gauc") else "all_items"
+                row = metric_row(TABLES[table], "industrial", f"paper: {record['method']}", split,
+                                 PAPER_METRICS[record["metric"]], [float(record["mean"])], source="paper")
+                rows.append({**row, "n_seeds": "", "x": ""})
+    return rows
+
+
+def grid(rows: Sequence[dict], digits: int = 4) -> str:
+    """One markdown line per method, one column per (split, metric) of :data:`COLUMNS`."""
+    lines: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["method"], row["source"], row["n_seeds"])
+        lines.setdefault(key, {})[(row["split"], row["metric"])] = format_value(row["mean"], row["std"], digits)
+    used = [column for column in COLUMNS if any(column in cells for cells in lines.values())]
+    header = "| method | source | n_seeds | " + " | ".join(f"{split} {metric}" for split, metric in used) + " |"
+    rule = "|" + "|".join(["---"] * (3 + len(used))) + "|"
+    body = ["| " + " | ".join([*map(str, key), *(cells.get(column, "-") for column in used)]) + " |"
+            for key, cells in lines.items()]
+    return "\n".join([header, rule, *body])
+
+
+def mean_of(rows: Sequence[dict], label: str, split: str = "test", metric: str = "auc") -> tuple[float, float, int]:
+    """(mean, std, n_seeds) of one cell, NaNs when absent."""
+    for row in rows:
+        if row["method"] == label and row["split"] == split and row["metric"] == metric and row["source"] == "ours":
+            return row["mean"], row["std"], row["n_seeds"]
+    return math.nan, math.nan, 0
+
+
+def claim_line(rows: Sequence[dict], claim: str, better: str, others: Sequence[str], metric: str = "auc") -> str:
+    """``claim: held/failed`` comparing ``better``'s test mean against each of ``others`` (with stds)."""
+    best_mean, best_std, n = mean_of(rows, better, metric=metric)
+    present = [(label, *mean_of(rows, label, metric=metric)) for label in others]
+    present = [item for item in present if item[3]]
+    if not n or not present:
+        return f"Claim '{claim}': not tested (runs missing)."
+    beaten = [label for label, mean, _, _ in present if best_mean > mean]
+    held = len(beaten) == len(present)
+    strongest = max(present, key=lambda item: item[1])
+    gap = best_mean - strongest[1]
+    spread = max(value for value in (best_std, strongest[2]) if not math.isnan(value)) if n > 1 else math.nan
+    within = "" if math.isnan(spread) else (" (gap within one seed std)" if abs(gap) <= spread else " (gap beyond one seed std)")
+    return (f"Claim '{claim}': {'HELD' if held else 'FAILED'} on test {metric.upper()}: {better} "
+            f"{format_value(best_mean, best_std)} vs strongest other '{strongest[0]}' "
+            f"{format_value(strongest[1], strongest[2])}, gap {gap:+.4f}{within}"
+            + ("" if held else f"; beaten only by: {', '.join(label for label, mean, _, _ in present if mean >= best_mean)}")
+            + ".")
+
+
+def plot_ranking(rows: Sequence[dict], path: Path, *, title: str) -> None:
+    """Grouped bars: test AUC, head AUC and tail AUC per method (mean ± std)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(row["method"] for row in rows if row["source"] == "ours"))
+    metrics = ("auc", "auc_head", "auc_tail")
+    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(methods)), 4))
+    width = 0.8 / len(metrics)
+    for index, metric in enumerate(metrics):
+        cells = [mean_of(rows, method, metric=metric) for method in methods]
+        axis.bar(np.arange(len(methods)) + index * width, [c[0] for c in cells], width,
+                 yerr=[0 if math.isnan(c[1]) else c[1] for c in cells], label=f"test {metric}")
+    values = [mean_of(rows, method, metric=metric)[0] for method in methods for metric in metrics]
+    finite = [value for value in values if not math.isnan(value)]
+    if finite:
+        axis.set_ylim(min(finite) - 0.02, max(finite) + 0.01)
+    axis.set_xticks(np.arange(len(methods)) + width, [m.replace("PPNet + ", "") for m in methods], rotation=30,
+                    ha="right", fontsize=7)
+    axis.set_ylabel("AUC")
+    axis.set_title(title)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_series(rows: Sequence[dict], path: Path, *, title: str, xlabel: str) -> None:
+    """Test AUC and L_recon against the series x (SID length or number of experts)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for axis, (split, metric) in zip(axes, (("test", "auc"), ("all_items", "l_recon"))):
+        points = sorted((row["x"], row["mean"], row["std"]) for row in rows
+                        if row["split"] == split and row["metric"] == metric and row["x"] != "")
+        if points:
+            axis.errorbar([p[0] for p in points], [p[1] for p in points],
+                          yerr=[0 if math.isnan(p[2]) else p[2] for p in points], marker="o")
+        axis.set_xlabel(xlabel)
+        axis.set_ylabel(f"{split} {metric}")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
