@@ -60,8 +60,15 @@ ROWS: tuple[RankingRow, ...] = (
     RankingRow("ablation", "MA-RQ-VAE + behavior fine-tuning", _config("ma_rq_vae_ft")),
     *(RankingRow("sid_length", f"MMQ SID length {length}", _config("mmq" if length == 6 else f"mmq_len{length}"),
                  length) for length in (6, 9, 12, 15, 18)),
+    *(RankingRow("experts", f"2 shared + {count - 2} specific ({count} experts)",
+                 _config("mmq" if count == 6 else f"mmq_experts{count}"), count) for count in (4, 6, 8, 10)),
+    *(RankingRow("experts", f"specific-only ({count} experts)",
+                 _config("mmq_specific_only" if count == 6 else f"mmq_specific_only{count}"), count)
+      for count in (4, 6, 8, 10)),
 )
-TABLES = {"ranking": "movielens_ranking", "ablation": "movielens_ablation", "sid_length": "movielens_sid_length"}
+TABLES = {"ranking": "movielens_ranking", "ablation": "movielens_ablation", "sid_length": "movielens_sid_length",
+          "experts": "movielens_shared_vs_specific"}
+SERIES = {"sid_length": ("SID length", None), "experts": ("number of experts", ("2 shared", "specific-only"))}
 
 
 def report_values(report: dict) -> dict[tuple[str, str], float]:
@@ -183,8 +190,9 @@ def plot_ranking(rows: Sequence[dict], path: Path, *, title: str) -> None:
     plt.close(figure)
 
 
-def plot_series(rows: Sequence[dict], path: Path, *, title: str, xlabel: str) -> None:
-    """Test AUC and L_recon against the series x (SID length or number of experts)."""
+def plot_series(rows: Sequence[dict], path: Path, *, title: str, xlabel: str,
+                groups: Sequence[str] | None = None) -> None:
+    """Test AUC and L_recon against the series x; one line per label prefix in ``groups``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,11 +200,15 @@ def plot_series(rows: Sequence[dict], path: Path, *, title: str, xlabel: str) ->
 
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for axis, (split, metric) in zip(axes, (("test", "auc"), ("all_items", "l_recon"))):
-        points = sorted((row["x"], row["mean"], row["std"]) for row in rows
-                        if row["split"] == split and row["metric"] == metric and row["x"] != "")
-        if points:
-            axis.errorbar([p[0] for p in points], [p[1] for p in points],
-                          yerr=[0 if math.isnan(p[2]) else p[2] for p in points], marker="o")
+        for group in groups or ("",):
+            points = sorted((row["x"], row["mean"], row["std"]) for row in rows
+                            if row["split"] == split and row["metric"] == metric and row["x"] != ""
+                            and row["method"].startswith(group))
+            if points:
+                axis.errorbar([p[0] for p in points], [p[1] for p in points], label=group or None,
+                              yerr=[0 if math.isnan(p[2]) else p[2] for p in points], marker="o", capsize=3)
+        if groups:
+            axis.legend(fontsize=7)
         axis.set_xlabel(xlabel)
         axis.set_ylabel(f"{split} {metric}")
     figure.suptitle(title)
