@@ -209,6 +209,15 @@ def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, 
     # stage 1 was untouched by fine-tuning (the live source works on its own copy of the weights)
     np.testing.assert_array_equal(MMQTokenizer.load(isolated_dirs / "checkpoints" / "tiny_mmq" / "seed0" / "tokenizer")
                                   .encode(data), stage1[:, :6])
+    # a fine-tuning ranking config is a SID source for downstream runs (e.g. generative retrieval)
+    from mmq.generative.experiment import load_semantic_ids
+    from mmq.tokenizers.experiment import run_semantic_id_config
+
+    table, digest = load_semantic_ids(str(isolated_dirs / "rank_finetuned.yaml"), 0)
+    np.testing.assert_array_equal(table, finetuned)
+    assert digest == info["semantic_id_table"]["sha256"]
+    with pytest.raises(ValueError, match="finetune: true"):
+        run_semantic_id_config(isolated_dirs / "rank_frozen.yaml", 0)
     bad = isolated_dirs / "bad.yaml"
     for text, message in [("item_features: sid\n", "semantic_ids"), ("finetune: true\n", "finetune"),
                           ("ppnet: {depth: 3}\n", "depth")]:
