@@ -169,7 +169,11 @@ def test_ranking_data_is_chronological_with_long_tail_buckets():
 
 
 def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, monkeypatch):
+    # imported before load_dataset is patched: a module importing it by name during the patch
+    # would keep the fake for the rest of the session
     import mmq.data
+    from mmq.generative.experiment import load_semantic_ids
+    from mmq.tokenizers.experiment import run_semantic_id_config
     from mmq.config import ConfigError
     from mmq.mmq_tokenizer import experiment as tokenizer_experiment
     from mmq.mmq_tokenizer import inputs as tokenizer_inputs
@@ -210,9 +214,6 @@ def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, 
     np.testing.assert_array_equal(MMQTokenizer.load(isolated_dirs / "checkpoints" / "tiny_mmq" / "seed0" / "tokenizer")
                                   .encode(data), stage1[:, :6])
     # a fine-tuning ranking config is a SID source for downstream runs (e.g. generative retrieval)
-    from mmq.generative.experiment import load_semantic_ids
-    from mmq.tokenizers.experiment import run_semantic_id_config
-
     table, digest = load_semantic_ids(str(isolated_dirs / "rank_finetuned.yaml"), 0)
     np.testing.assert_array_equal(table, finetuned)
     assert digest == info["semantic_id_table"]["sha256"]

@@ -80,11 +80,6 @@ def build_multimodal_semantic_ids(config: MultimodalTokenizerConfig, seed: int, 
 
 def run_or_load(config_path: str | Path, seed: int, *, force: bool = False) -> dict[str, Any]:
     """Build the run for a YAML config unless its folder is done; return its report."""
-    from mmq.config import load_config
-    from mmq.runs import experiment_name, start_run
+    from mmq.runs import run_or_load_config
 
-    config = load_config(MultimodalTokenizerConfig, config_path)
-    run = start_run(experiment_name(config_path), seed, config, force=force)
-    if not run.done:
-        run.finish(build_multimodal_semantic_ids(config, seed, run.directory))
-    return run.load_report()
+    return run_or_load_config(MultimodalTokenizerConfig, config_path, seed, build_multimodal_semantic_ids, force=force)

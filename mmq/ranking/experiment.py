@@ -156,11 +156,7 @@ def _save_finetuned(tokenizer, source, embeddings, stage1_codes: np.ndarray, dir
 
 def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:
     """Run ``run_ranking`` for a YAML config unless its run folder is done; return the report."""
-    from mmq.config import load_config
-    from mmq.runs import start_run
+    from mmq.runs import run_or_load_config
 
-    config = load_config(RankingConfig, config_path)
-    run = start_run(experiment_name(config_path), seed, config, force=force)
-    if not run.done:
-        run.finish(run_ranking(config, seed, run.directory, progress=progress))
-    return run.load_report()
+    return run_or_load_config(RankingConfig, config_path, seed, force=force, runner=lambda config, seed, directory:
+                              run_ranking(config, seed, directory, progress=progress))

@@ -102,14 +102,9 @@ def build_semantic_ids(config: SemanticIdConfig, seed: int, run_directory: Path)
 
 def run_or_load(config_path: str | Path, seed: int, *, force: bool = False) -> dict[str, Any]:
     """Run ``build_semantic_ids`` for a YAML config unless its run folder is done; return the report."""
-    from mmq.config import load_config
-    from mmq.runs import experiment_name, start_run
+    from mmq.runs import run_or_load_config
 
-    config = load_config(SemanticIdConfig, config_path)
-    run = start_run(experiment_name(config_path), seed, config, force=force)
-    if not run.done:
-        run.finish(build_semantic_ids(config, seed, run.directory))
-    return run.load_report()
+    return run_or_load_config(SemanticIdConfig, config_path, seed, build_semantic_ids, force=force)
 
 
 def run_semantic_id_config(config_path: str | Path, seed: int, *, force: bool = False) -> dict[str, Any]:
