@@ -28,7 +28,8 @@ PROTOCOL = ("MovieLens latest-small, movies with a poster, 5-core (610 users, 3,
             "label = rating > 3; global chronological split: last 10% of interactions (by time) = test, the last "
             "10% of the rest = validation (model selection: best validation AUC epoch), the rest = training; test "
             "read once. GAUC = per-user AUC weighted by the user's test samples (users with both labels). Head / "
-            "tail = top / bottom 25% of test items by training exposure.")
+            "tail = top / bottom 25% of test items by training exposure. Split sizes 73,084 / 8,120 / 9,023; the test "
+            "ratings come from 81 users, 92% of them from users absent from training, 7% on movies absent from training.")
 MODEL = ("PPNet (`mmq.ranking.ppnet`): user-ID and item-ID embeddings (32), SID embeddings (16 per position, "
          "concatenated) augmenting the item ID, a 128-64 DNN whose hidden units are scaled by 2*sigmoid gates on "
          "the ID priors + sg(DNN input); Adam 1e-3, batch 512, <= 20 epochs, patience 3. SIDs: 6 codes from "
