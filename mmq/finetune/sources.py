@@ -104,7 +104,7 @@ class _LiveTokenizer(nn.Module):
         rows = [self(torch.arange(start, min(start + chunk, self.num_items))).indices.argmax(dim=-1)
                 for start in range(0, self.num_items, chunk)]
         self.train(was_training)
-        return torch.cat(rows).numpy().astype(np.int64)
+        return torch.cat(rows).cpu().numpy().astype(np.int64)
 
 
 class MMQCodes(_LiveTokenizer):

@@ -75,16 +75,32 @@ class CausalSidRecommender(nn.Module):
                           nn.Linear(decoder_hidden, size))
             for size in self.codebook_sizes)
 
+    def embed_codes(self, history_codes: torch.Tensor) -> torch.Tensor:
+        """Item vectors ``[..., dim]``: the sum of the per-position code embeddings (``-1`` rows -> 0s)."""
+        safe = history_codes.clamp_min(0)
+        x = sum(embedding(safe[..., level]) for level, embedding in enumerate(self.code_embeddings))
+        return x * (history_codes[..., :1] >= 0)
+
+    def embed_soft(self, indices: torch.Tensor, dedup: torch.Tensor) -> torch.Tensor:
+        """Item vectors ``[n, dim]`` from soft indices ``[n, L, K]`` of the semantic positions
+        (``ind @ E`` per position, stage 2) and hard de-dup digits ``[n]`` (the last position)."""
+        sizes = self.codebook_sizes[:-1]
+        if indices.ndim != 3 or indices.shape[1] != len(sizes) or indices.shape[2] < max(sizes):
+            raise ValueError(f"indices must be [n, {len(sizes)}, >={max(sizes)}], got {tuple(indices.shape)}")
+        x = sum(indices[:, level, :size] @ self.code_embeddings[level].weight for level, size in enumerate(sizes))
+        return x + self.code_embeddings[-1](dedup)
+
     def encode(self, history_codes: torch.Tensor) -> torch.Tensor:
         """States ``[batch, length, dim]`` after each item of right-aligned ``history_codes``
         ``[batch, length, code_length]`` (rows of ``-1`` = padding)."""
-        batch, length, _ = history_codes.shape
+        return self.encode_vectors(self.embed_codes(history_codes), history_codes[..., 0] >= 0)
+
+    def encode_vectors(self, item_vectors: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """States ``[batch, length, dim]`` from item vectors ``[batch, length, dim]`` (``valid`` False = pad)."""
+        batch, length, _ = item_vectors.shape
         if length > self.max_length:
             raise ValueError(f"history length {length} exceeds max_length {self.max_length}")
-        valid = history_codes[..., 0] >= 0                                        # [batch, length]
-        safe = history_codes.clamp_min(0)
-        x = sum(embedding(safe[..., level]) for level, embedding in enumerate(self.code_embeddings))
-        x = x + self.position_embedding.weight[self.max_length - length:][None]  # right-aligned positions
+        x = item_vectors + self.position_embedding.weight[self.max_length - length:][None]  # right-aligned
         x = self.input_dropout(x * valid[..., None])
         causal = torch.ones(length, length, dtype=torch.bool, device=x.device).tril()
         mask = causal[None] & valid[:, None, :]                                  # [batch, query, key]
@@ -114,6 +130,23 @@ class CausalSidRecommender(nn.Module):
             logits.append(level_logits)
             loss = loss + F.cross_entropy(level_logits, targets[:, level])
         return SequenceOutput(logits=logits, loss=loss)
+
+    def soft_loss(self, states: torch.Tensor, indices: torch.Tensor, dedup: torch.Tensor, *,
+                  soft_targets: bool = False) -> torch.Tensor:
+        """Stage-2 counterpart of :meth:`forward`'s loss for target states ``[n, dim]``: the teacher-forced
+        prefix enters as ``ind @ E'`` (soft indices ``[n, L, K]`` of the semantic positions, hard de-dup
+        digits ``[n]``), so its value equals the hard loss while gradients reach the tokenizer. Targets are
+        the hard codes, unless ``soft_targets``: then the cross-entropy ``-sum(ind * log p)`` also passes
+        gradient to the target item's indices."""
+        decoder_state, loss = states, states.new_zeros(())
+        for level, size in enumerate(self.codebook_sizes[:-1]):
+            logits, target = self.heads[level](decoder_state), indices[:, level, :size]
+            if soft_targets:
+                loss = loss - (target * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
+            else:
+                loss = loss + F.cross_entropy(logits, target.detach().argmax(dim=-1))
+            decoder_state = decoder_state + target @ self.prefix_embeddings[level].weight
+        return loss + F.cross_entropy(self.heads[-1](decoder_state), dedup)
 
     def user_context(self, history_codes: torch.Tensor) -> torch.Tensor:
         """Beam-search context: the state after the last (most recent) history item ``[batch, dim]``."""

@@ -3,6 +3,10 @@
 ``semantic_ids`` names the YAML config of the run that produced the SID table (e.g.
 ``experiments/tokenizers/beauty_rq_vae.yaml``); that run is built first if missing, with the same
 seed as this run unless ``tokenizer_seed`` fixes one, and the table's sha256 is recorded.
+
+With ``finetune: true`` (MMQ stage 2 on this task; causal backbone, MMQ or MA-RQ-VAE SIDs) the
+tokenizer of that run trains jointly with the generator (:mod:`mmq.generative.finetune`); the run
+folder then also receives the fine-tuned tokenizer, the re-derived SID table and its quality.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from mmq.data import load_dataset
 from mmq.data.splits import leave_one_out
 from mmq.generative.causal import CausalSidRecommender
+from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer
 from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.generative.t5_backbone import T5SidRecommender
 from mmq.generative.train import TrainingConfig, evaluate_split, fit, item_codes_lookup
@@ -66,12 +71,16 @@ class GenerativeConfig:
     t5: T5Config = T5Config()
     training: TrainingConfig = TrainingConfig()
     exclude_history: bool = True             # drop history items from the generated list
+    finetune: bool = False                   # stage 2: train the SID run's tokenizer with the generator
+    finetuning: GenerativeFinetuneConfig = GenerativeFinetuneConfig()
     num_threads: int = 1                     # torch threads on CPU
     profile: str = "cpu"                     # label recorded in the report and the table
 
     def __post_init__(self) -> None:
         if self.backbone not in ("causal", "t5"):
             raise ValueError(f"backbone must be 'causal' or 't5', got {self.backbone!r}")
+        if self.finetune and self.backbone != "causal":
+            raise ValueError("finetune: true is implemented for the causal backbone only")
 
 
 def load_semantic_ids(config_path: str, seed: int) -> tuple[np.ndarray, str]:
@@ -122,7 +131,12 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
     semantic_ids, digest = load_semantic_ids(config.semantic_ids, tokenizer_seed)
     if len(semantic_ids) != dataset.num_items:
         raise ValueError(f"SID table has {len(semantic_ids)} rows but {config.dataset} has {dataset.num_items} items")
-    codebook_sizes = tuple(int(size) for size in semantic_ids.max(axis=0) + 1)
+    joint = stage1 = None
+    if config.finetune:
+        joint, stage1 = _joint_tokenizer(config, semantic_ids, tokenizer_seed)
+        codebook_sizes = joint.codebook_sizes
+    else:
+        codebook_sizes = tuple(int(size) for size in semantic_ids.max(axis=0) + 1)
     trie = SemanticIdTrie(semantic_ids, codebook_sizes)
     torch.manual_seed(seed)
     model = build_model(config, codebook_sizes)
@@ -130,8 +144,18 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
     valid_history, valid_target = split.history_and_target("valid")
     summary = fit(model, config.training, directory, inputs=inputs, targets=targets, semantic_ids=semantic_ids,
                   trie=trie, valid_histories=valid_history, valid_targets=valid_target,
-                  max_history=config.max_history, seed=seed, progress=progress)
+                  max_history=config.max_history, seed=seed, progress=progress, joint=joint)
     device = next(model.parameters()).device
+    finetuned = None
+    if joint is not None:  # evaluate with the SIDs the chosen tokenizer derives, and save them
+        from mmq.finetune.runs import save_finetuned
+
+        tokenizer, embeddings, stage1_codes = stage1
+        finetuned = save_finetuned(tokenizer, joint.source, embeddings, stage1_codes, directory)
+        semantic_ids = np.load(directory / "semantic_ids.npy")
+        if not np.array_equal(semantic_ids, joint.table()):
+            raise RuntimeError("re-derived SID table differs from the one the generator was validated with")
+        trie = SemanticIdTrie(semantic_ids, codebook_sizes).to(device)
     lookup = item_codes_lookup(semantic_ids)
     evaluation = {}
     for split_name in ("valid", "test"):  # test is read once, at the checkpoint chosen on validation
@@ -151,7 +175,20 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
         "num_training_rows": int(len(inputs)),
         "semantic_ids": {"config": config.semantic_ids, "seed": tokenizer_seed, "sha256": digest,
                          "codebook_sizes": list(codebook_sizes)},
+        **({"finetuned": finetuned} if finetuned is not None else {}),
     }
+
+
+def _joint_tokenizer(config: GenerativeConfig, semantic_ids: np.ndarray, tokenizer_seed: int):
+    """The live tokenizer of the SID run (checked to reproduce its table) wrapped for joint training."""
+    from mmq.finetune.runs import live_source, stage1_run
+
+    _, run_directory = stage1_run(config.semantic_ids, tokenizer_seed)
+    stage1_codes = semantic_ids[:, :-1]  # the semantic codes; the de-dup digit is recomputed, not learned
+    source, tokenizer, embeddings = live_source(config.semantic_ids, run_directory, stage1_codes,
+                                                config.finetuning.tau)
+    capacity = config.finetuning.dedup_capacity or 2 * int(semantic_ids[:, -1].max() + 1) + 4
+    return JointTokenizer(source, config.finetuning, capacity), (tokenizer, embeddings, stage1_codes)
 
 
 def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:

@@ -4,6 +4,8 @@ Model selection: validation NDCG@10 every ``eval_every`` epochs, early stopping 
 ``patience`` evaluations without improvement; ``best.pt`` holds the chosen weights and the test
 split is scored once, with them, by the caller. ``state.pt`` (model, optimiser, epoch, best so far,
 RNG) is rewritten atomically after every evaluation, so an interrupted run resumes there.
+With ``joint`` (MMQ stage 2, :mod:`mmq.generative.finetune`) the tokenizer trains with the model,
+validation uses the SIDs it derives at that moment, and ``best_source.pt`` keeps its chosen weights.
 """
 
 from __future__ import annotations
@@ -79,13 +81,22 @@ def evaluate_split(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories:
 
 def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, targets: np.ndarray,
         semantic_ids: np.ndarray, trie: SemanticIdTrie, valid_histories: list[np.ndarray],
-        valid_targets: np.ndarray, max_history: int, seed: int, progress: bool = True) -> dict[str, Any]:
-    """Train on (``inputs`` item rows, ``targets`` next items), select on validation; returns a summary."""
-    state_path, best_path = directory / "state.pt", directory / "best.pt"
+        valid_targets: np.ndarray, max_history: int, seed: int, progress: bool = True,
+        joint=None) -> dict[str, Any]:
+    """Train on (``inputs`` item rows, ``targets`` next items), select on validation; returns a summary.
+
+    ``joint``: a :class:`mmq.generative.finetune.JointTokenizer` trained with the model (``semantic_ids``
+    and ``trie`` are then only the starting point; evaluations use the tokenizer's current SIDs).
+    """
+    state_path, best_path, best_source_path = directory / "state.pt", directory / "best.pt", directory / "best_source.pt"
     accelerator = Accelerator(cpu=config.cpu)
     lookup = item_codes_lookup(semantic_ids)
     trie.to(accelerator.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    groups = [{"params": list(model.parameters())}]
+    if joint is not None:
+        joint.to(accelerator.device)
+        groups.append(joint.parameter_group(config.learning_rate))
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     progress_state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "bad_evals": 0, "history": [],
                       "train_seconds": 0.0, "train_targets": 0}
     if state_path.exists():  # resume
@@ -93,25 +104,34 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         progress_state = saved["progress"]
+        if joint is not None:
+            joint.source.load_state_dict(saved["source"])
         LOGGER.info("resuming %s at epoch %d", directory, progress_state["epoch"])
     model, optimizer = accelerator.prepare(model, optimizer)
     target_count = int((targets >= 0).sum()) if targets.ndim == 2 else len(targets)
     while progress_state["epoch"] < config.max_epochs and progress_state["bad_evals"] < config.patience:
         model.train()
+        if joint is not None:
+            joint.source.train()
+            joint.refresh()  # de-dup digits of this epoch's starting codes
         started, losses = time.perf_counter(), []
         rng = np.random.default_rng([seed, progress_state["epoch"]])   # per epoch: resuming changes nothing
         batches = list(length_bucketed_batches(inputs, config.batch_size, rng=rng))
         batches = batches[accelerator.process_index::accelerator.num_processes]  # data-parallel shards
         for rows, first in tqdm(batches, desc=f"epoch {progress_state['epoch'] + 1}", disable=not progress,
                                 mininterval=10):
-            history_codes = lookup[torch.from_numpy(inputs[rows, first:])].to(accelerator.device)
             batch_targets = targets[rows, first:] if targets.ndim == 2 else targets[rows]
-            target_codes = lookup[torch.from_numpy(batch_targets)].to(accelerator.device)
-            loss = model(history_codes, target_codes).loss
+            if joint is not None:
+                loss, _ = joint.loss(model, torch.from_numpy(inputs[rows, first:]).to(accelerator.device),
+                                     torch.from_numpy(batch_targets).to(accelerator.device))
+            else:
+                history_codes = lookup[torch.from_numpy(inputs[rows, first:])].to(accelerator.device)
+                target_codes = lookup[torch.from_numpy(batch_targets)].to(accelerator.device)
+                loss = model(history_codes, target_codes).loss
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
             if config.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)  # the generator's only
             optimizer.step()
             losses.append(float(loss.detach()))
         progress_state["train_seconds"] += time.perf_counter() - started
@@ -122,6 +142,11 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
         progress_state["history"].append(record)   # validation numbers are added to this record below
         if epoch % config.eval_every == 0 or epoch == config.max_epochs:
             unwrapped = accelerator.unwrap_model(model)
+            if joint is not None:  # the SIDs the tokenizer derives now
+                joint.source.eval()
+                table = joint.refresh()
+                lookup, trie = item_codes_lookup(table), joint.trie(table).to(accelerator.device)
+                record["changed_item_fraction"] = float((table[:, :-1] != semantic_ids[:, :-1]).any(axis=1).mean())
             valid = evaluate_split(unwrapped, lookup, trie, valid_histories, valid_targets, max_history=max_history,
                                    beam_size=config.beam_size, batch_size=config.eval_batch_size,
                                    device=accelerator.device)
@@ -134,13 +159,21 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
             if accelerator.is_main_process:
                 if improved:
                     save_torch_state(best_path, unwrapped.state_dict())
-                save_torch_state(state_path, {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                                              "progress": progress_state})
+                    if joint is not None:
+                        save_torch_state(best_source_path, joint.source.state_dict())
+                state = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(), "progress": progress_state}
+                if joint is not None:
+                    state["source"] = joint.source.state_dict()
+                save_torch_state(state_path, state)
             accelerator.wait_for_everyone()
         LOGGER.info("%s", record)
     if not best_path.exists():
         raise RuntimeError(f"no validation evaluation happened in {directory}; check max_epochs/eval_every")
     accelerator.unwrap_model(model).load_state_dict(load_torch_state(best_path))
+    if joint is not None:
+        joint.source.load_state_dict(load_torch_state(best_source_path))
+        joint.source.eval()
+        joint.refresh()
     return {
         "best_epoch": progress_state["best_epoch"],
         "best_valid_" + SELECTION_METRIC: progress_state["best"],

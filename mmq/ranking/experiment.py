@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmq import artifacts
-from mmq.finetune.sources import FrozenCodes, MMQCodes, NoCodes, RQVAECodes
+from mmq.finetune.runs import live_source, save_finetuned, stage1_run
+from mmq.finetune.sources import FrozenCodes, NoCodes
 from mmq.ranking.data import ranking_data
 from mmq.ranking.ppnet import ITEM_FEATURES, PPNet, PPNetConfig
 from mmq.ranking.train import RankingTrainingConfig, fit_ranking, predict, ranking_metrics
-from mmq.runs import checkpoints_root, experiment_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,42 +53,6 @@ class RankingConfig:
             raise ValueError("finetune: true needs SID item features (item_features sid or id+sid)")
 
 
-def _sid_run(config_path: str, seed: int) -> tuple[dict[str, Any], Path]:
-    from mmq.tokenizers.experiment import run_semantic_id_config
-
-    report = run_semantic_id_config(config_path, seed)
-    return report, checkpoints_root() / experiment_name(config_path) / f"seed{seed}"
-
-
-def _live_source(config_path: str, run_directory: Path, stage1_codes: np.ndarray, tau: float):
-    """A trainable source from a finished SID run, plus its tokenizer and content embeddings."""
-    from mmq.config import load_config
-    from mmq.mmq_tokenizer.experiment import MultimodalTokenizerConfig
-    from mmq.mmq_tokenizer.inputs import load_item_modalities
-    from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
-    from mmq.tokenizers.base import read_tokenizer_json
-    from mmq.tokenizers.modality import ModalityAlignedTokenizer, load_tokenizer
-
-    sid_config = load_config(MultimodalTokenizerConfig, config_path)
-    embeddings, _ = load_item_modalities(sid_config.inputs)
-    kind = read_tokenizer_json(run_directory / "tokenizer")["kind"]
-    if kind == "mmq":
-        tokenizer = MMQTokenizer.load(run_directory / "tokenizer")
-        source = MMQCodes(tokenizer.model, tokenizer.prepare(embeddings), tau)
-    else:
-        tokenizer = load_tokenizer(run_directory / "tokenizer")
-        if not (isinstance(tokenizer, ModalityAlignedTokenizer) and tokenizer.method == "rq_vae"):
-            raise ValueError(f"{config_path}: behavior fine-tuning needs an MMQ or MA-RQ-VAE tokenizer "
-                             f"(k-means / OPQ codebooks and MS wrappers have no trainable lookup); got {kind}")
-        prepared = tokenizer.prepare(embeddings)
-        concatenated = np.concatenate([prepared[name] for name in tokenizer.modalities], axis=1)
-        source = RQVAECodes(tokenizer.tokenizer.model, concatenated, tau)
-    if not np.array_equal(source.codes(), stage1_codes):
-        raise ValueError(f"{run_directory}: the saved tokenizer does not reproduce its semantic_ids.npy on the "
-                         "current content features (stale feature cache?); rebuild the SID run")
-    return source, tokenizer, embeddings
-
-
 def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: bool = True) -> dict[str, Any]:
     """Train, select on validation AUC, read the test split once; return the metrics."""
     from mmq.data import load_dataset
@@ -103,7 +66,7 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
     source, codebook_sizes, tokenizer = NoCodes(data.num_items), None, None
     if config.semantic_ids:
         tokenizer_seed = seed if config.tokenizer_seed is None else config.tokenizer_seed
-        sid_report, sid_directory = _sid_run(config.semantic_ids, tokenizer_seed)
+        sid_report, sid_directory = stage1_run(config.semantic_ids, tokenizer_seed)
         quality = sid_report["metrics"]["quality"]
         codebook_sizes = tuple(quality["codebook_sizes"])
         table = np.load(sid_directory / "semantic_ids.npy")
@@ -114,7 +77,7 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
                                    "sha256": sid_report["metrics"]["semantic_id_table"]["sha256"],
                                    "stage1_quality": quality}
         if config.finetune:
-            source, tokenizer, embeddings = _live_source(config.semantic_ids, sid_directory, stage1_codes,
+            source, tokenizer, embeddings = live_source(config.semantic_ids, sid_directory, stage1_codes,
                                                          config.training.tau)
         else:
             source = FrozenCodes(stage1_codes, codebook_sizes)
@@ -133,25 +96,8 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
                             "max_tail_exposure": int(data.train_exposure[long_tail["tail"]].max()),
                             "min_head_exposure": int(data.train_exposure[long_tail["head"]].min())}
     if config.finetune:
-        metrics["finetuned"] = _save_finetuned(tokenizer, source, embeddings, stage1_codes, directory)
+        metrics["finetuned"] = save_finetuned(tokenizer, source, embeddings, stage1_codes, directory)
     return metrics
-
-
-def _save_finetuned(tokenizer, source, embeddings, stage1_codes: np.ndarray, directory: Path) -> dict[str, Any]:
-    """Re-derive SIDs with the fine-tuned tokenizer; save it, the table and its quality."""
-    from mmq.tokenizers.base import quality_report
-    from mmq.tokenizers.dedup import append_dedup_digit, dedup_report, sid_table_hash
-
-    source.eval()
-    codes = source.codes()
-    table = append_dedup_digit(codes)
-    artifacts.save_npy(directory / "semantic_ids.npy", table.astype(np.int64))
-    tokenizer.save(directory / "tokenizer")
-    return {"quality": quality_report(tokenizer, embeddings), "dedup": dedup_report(codes),
-            "semantic_id_table": {"path": "semantic_ids.npy", "shape": list(table.shape),
-                                  "sha256": sid_table_hash(table)},
-            "changed_item_fraction": float((codes != stage1_codes).any(axis=1).mean()),
-            "changed_code_fraction": float((codes != stage1_codes).mean())}
 
 
 def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:

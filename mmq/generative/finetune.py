@@ -1,0 +1,106 @@
+"""MMQ stage 2 on the generative task: the tokenizer trains jointly with the causal generator.
+
+The paper fine-tunes one tokenizer per downstream task (MMQ_SPEC §3). Here the generator reads
+history items as ``ind @ E`` (soft indices of the live tokenizer, hard in the forward pass), its
+teacher-forced decoder prefix likewise, and the loss is
+``L_gen + 0.5 L_recon + 0.5 L_aux`` (L_recon / L_aux on the batch's unique items).
+
+Choices where the paper is silent:
+- Targets are the current hard codes (labels carry no gradient) unless ``soft_targets``, where the
+  cross-entropy ``-sum(ind * log p)`` also moves the target item's codes toward what the model predicts.
+- The de-dup digit is not learned: it is recomputed from all items' current codes at the start of
+  every epoch and at every validation (so ``dedup_capacity`` bounds the last position's size).
+- Validation re-derives every item's SID, rebuilds the trie and beam-searches with them; the epoch
+  with the best validation NDCG@10 keeps both the generator and the tokenizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmq.generative.sid_trie import SemanticIdTrie
+from mmq.tokenizers.dedup import dedup_digits
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerativeFinetuneConfig:
+    """Stage-2 settings on the generative task ([spec choice] where the paper gives none)."""
+
+    tau: float = 0.1                     # soft-index temperature
+    tokenizer_lr_ratio: float = 0.1      # tokenizer lr = ratio x the generator's
+    reconstruction_weight: float = 0.5   # [paper]
+    auxiliary_weight: float = 0.5        # [paper]
+    soft_targets: bool = False           # gradient through the target item's indices too
+    dedup_capacity: int | None = None    # size of the de-dup position; None: 2 x stage 1's + 4
+
+    def __post_init__(self) -> None:
+        if self.tau <= 0 or self.tokenizer_lr_ratio < 0:
+            raise ValueError(f"tau must be > 0 and tokenizer_lr_ratio >= 0, got {self.tau}, {self.tokenizer_lr_ratio}")
+        if self.dedup_capacity is not None and self.dedup_capacity < 1:
+            raise ValueError(f"dedup_capacity must be >= 1, got {self.dedup_capacity}")
+
+
+class JointTokenizer:
+    """A live SID source (``mmq.finetune.sources``) trained inside the generator's loop."""
+
+    def __init__(self, source, config: GenerativeFinetuneConfig, dedup_capacity: int) -> None:
+        if not source.trainable:
+            raise ValueError("generative fine-tuning needs a trainable source (MMQ or MA-RQ-VAE)")
+        self.source = source
+        self.config = config
+        self.dedup_capacity = int(dedup_capacity)
+        self.dedup = torch.zeros(source.num_items, dtype=torch.long)
+        self.refresh()
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        """Sizes of every generated position: the tokenizer's codebooks + the de-dup digit."""
+        return (*self.source.codebook_sizes, self.dedup_capacity)
+
+    def parameter_group(self, learning_rate: float) -> dict[str, Any]:
+        return {"params": [p for p in self.source.parameters() if p.requires_grad],
+                "lr": learning_rate * self.config.tokenizer_lr_ratio, "weight_decay": 0.0}
+
+    def table(self) -> np.ndarray:
+        """Current SID table ``[items, L + 1]`` (codes + de-dup digit)."""
+        codes = self.source.codes()
+        digits = dedup_digits(codes)
+        if digits.max() >= self.dedup_capacity:
+            raise RuntimeError(f"fine-tuned SIDs need a de-dup digit up to {int(digits.max())} but the generator "
+                               f"has {self.dedup_capacity} slots; raise finetune_training.dedup_capacity")
+        return np.concatenate([codes, digits[:, None]], axis=1)
+
+    def refresh(self) -> np.ndarray:
+        """Recompute the de-dup digits from the current codes; returns the current table."""
+        table = self.table()
+        self.dedup = torch.from_numpy(table[:, -1].copy()).to(self.dedup.device)
+        return table
+
+    def trie(self, table: np.ndarray) -> SemanticIdTrie:
+        return SemanticIdTrie(table, self.codebook_sizes)
+
+    def to(self, device: torch.device) -> "JointTokenizer":
+        self.source.to(device)
+        self.dedup = self.dedup.to(device)
+        return self
+
+    def loss(self, model, history_items: torch.Tensor, target_items: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Joint loss of a batch of right-aligned item windows (``-1`` = padding / no target)."""
+        valid, has_target = history_items >= 0, target_items >= 0
+        items = torch.cat([history_items[valid], target_items[has_target]])
+        unique, inverse = torch.unique(items, return_inverse=True)
+        output = self.source(unique, with_losses=True)
+        vectors = model.embed_soft(output.indices, self.dedup[unique])               # [unique, dim]
+        history_inverse, target_inverse = inverse[:int(valid.sum())], inverse[int(valid.sum()):]
+        item_vectors = vectors.new_zeros(*history_items.shape, vectors.shape[-1])
+        item_vectors[valid] = vectors[history_inverse]
+        states = model.encode_vectors(item_vectors, valid)[has_target]
+        generation = model.soft_loss(states, output.indices[target_inverse], self.dedup[unique][target_inverse],
+                                     soft_targets=self.config.soft_targets)
+        loss = (generation + self.config.reconstruction_weight * output.losses["reconstruction"]
+                + self.config.auxiliary_weight * output.losses["auxiliary"])
+        return loss, {"generation": generation, **output.losses}
