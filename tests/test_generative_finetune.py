@@ -104,7 +104,8 @@ def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch):
               "training": {"batch_size": 16, "max_epochs": 4, "eval_every": 2, "patience": 4, "beam_size": 10}}
     frozen_path, tuned_path = isolated_dirs / "gen_frozen.yaml", isolated_dirs / "gen_ft.yaml"
     frozen_path.write_text(json.dumps(common))
-    tuned_path.write_text(json.dumps({**common, "finetune": True, "finetuning": {"tokenizer_lr_ratio": 1.0}}))
+    tuned_path.write_text(json.dumps({**common, "finetune": True, "finetuning": {"tokenizer_lr_ratio": 1.0},
+                                      "init_from": str(frozen_path)}))
     frozen = run_or_load(frozen_path, 0, progress=False)["metrics"]
     tuned = run_or_load(tuned_path, 0, progress=False)["metrics"]
     stage1 = np.load(isolated_dirs / "checkpoints" / "tiny_mmq" / "seed0" / "semantic_ids.npy")
@@ -115,8 +116,11 @@ def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch):
     info = tuned["finetuned"]
     assert info["changed_item_fraction"] == pytest.approx(float((table[:, :-1] != stage1[:, :-1]).any(1).mean()))
     assert info["changed_item_fraction"] > 0  # lr ratio 1: the tokenizer did move
-    assert "changed_item_fraction" in tuned["training"]["history"][1]
+    assert {"changed_item_fraction", "train_reconstruction"} <= set(tuned["training"]["history"][1])
     assert "finetuned" not in frozen and frozen["semantic_ids"]["sha256"] == tuned["semantic_ids"]["sha256"]
+    # warm start: the generator began from the frozen run's chosen weights (de-dup rows resized)
+    assert tuned["init_from"]["best_epoch"] == frozen["training"]["best_epoch"]
+    assert "code_embeddings.6.weight" in tuned["init_from"]["resized"]
     for metrics in (frozen, tuned):
         assert 0.0 <= metrics["test"]["ndcg@10"] <= 1.0
     # the chosen tokenizer re-derives exactly the saved table, and stage 1 is untouched
@@ -127,11 +131,13 @@ def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch):
     reread, digest = load_semantic_ids(str(tuned_path), 0)
     np.testing.assert_array_equal(reread, table)
     assert digest == info["semantic_id_table"]["sha256"]
+    (isolated_dirs / "checkpoints" / "gen_frozen" / "seed0" / "best.pt").unlink()
     bad = isolated_dirs / "bad.yaml"
     for text, message in [({**common, "finetune": True, "backbone": "t5"}, "causal backbone"),
+                          ({**common, "finetune": True, "init_from": str(frozen_path)}, "best.pt is missing"),
                           ({**common, "finetuning": {"temperature": 1}}, "temperature")]:
         bad.write_text(json.dumps(text))
-        with pytest.raises((ConfigError, ValueError), match=message):
+        with pytest.raises((ConfigError, ValueError, FileNotFoundError), match=message):
             run_or_load(bad, 0)
 
 

@@ -130,11 +130,11 @@ def test_movielens_script_writes_the_table_from_fake_runs(tmp_path, monkeypatch,
     def fake_collect(rows, seeds, *, no_train, force):
         assert no_train and list(seeds) == [0, 1]
         labels = [label for label, _, _ in rows]
-        assert labels[0] == "SASRec-CE (item IDs)" and labels[-1] == script.MMQ_FT_LABEL and len(labels) == 9
+        assert labels[0] == "SASRec-CE (item IDs)" and labels[-2] == script.MMQ_FT_LABEL and len(labels) == 10
         reports = {labels[0]: [fake_report(seed, 0.06, sasrec=True) for seed in seeds],
                    labels[1]: [fake_report(seed, 0.030 + seed / 1000) for seed in seeds],
-                   labels[-2]: [fake_report(seed, 0.020 + seed / 1000) for seed in seeds]}
-        return reports, [f"{config} seed {seed}" for _, config, _ in rows[2:-2] + rows[-1:] for seed in seeds]
+                   labels[-3]: [fake_report(seed, 0.020 + seed / 1000) for seed in seeds]}
+        return reports, [f"{config} seed {seed}" for _, config, _ in rows[2:-3] + rows[-2:] for seed in seeds]
 
     monkeypatch.setattr(script, "collect", fake_collect)
     monkeypatch.setattr(script, "setup", lambda: None)
@@ -148,6 +148,7 @@ def test_movielens_script_writes_the_table_from_fake_runs(tmp_path, monkeypatch,
     assert "Missing runs (left out): experiments/generative/movielens_ms_rq_vae.yaml seed 0;" in markdown
     assert "movielens_mmq_ft_ranking.yaml seed 1." in markdown
     assert "SIDs fine-tuned on the ranking task beats stage 1 alone on test ndcg@10\": not tested" in markdown
+    assert "SIDs fine-tuned on this task beats the best MA/MS row on test ndcg@10\": not tested" in markdown
     assert "SASRec-CE (item IDs) 100, Generative, MA-RQ-VAE SIDs 100" in markdown   # mean training seconds
     assert "as recorded in the runs): SASRec 36/2/5; generative 24/2/4." in markdown
     csv_lines = (tmp_path / f"{TABLE}.csv").read_text().splitlines()

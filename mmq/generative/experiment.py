@@ -22,7 +22,7 @@ import torch
 from mmq.data import load_dataset
 from mmq.data.splits import leave_one_out
 from mmq.generative.causal import CausalSidRecommender
-from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer
+from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer, load_resized
 from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.generative.t5_backbone import T5SidRecommender
 from mmq.generative.train import TrainingConfig, evaluate_split, fit, item_codes_lookup
@@ -73,6 +73,7 @@ class GenerativeConfig:
     exclude_history: bool = True             # drop history items from the generated list
     finetune: bool = False                   # stage 2: train the SID run's tokenizer with the generator
     finetuning: GenerativeFinetuneConfig = GenerativeFinetuneConfig()
+    init_from: str | None = None             # generative config whose run (same seed) gives the start weights
     num_threads: int = 1                     # torch threads on CPU
     profile: str = "cpu"                     # label recorded in the report and the table
 
@@ -140,6 +141,7 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
     trie = SemanticIdTrie(semantic_ids, codebook_sizes)
     torch.manual_seed(seed)
     model = build_model(config, codebook_sizes)
+    initialised = _initialise(model, config, seed, digest) if config.init_from else None
     inputs, targets = training_rows(config, split.train_sequences)
     valid_history, valid_target = split.history_and_target("valid")
     summary = fit(model, config.training, directory, inputs=inputs, targets=targets, semantic_ids=semantic_ids,
@@ -176,7 +178,24 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
         "semantic_ids": {"config": config.semantic_ids, "seed": tokenizer_seed, "sha256": digest,
                          "codebook_sizes": list(codebook_sizes)},
         **({"finetuned": finetuned} if finetuned is not None else {}),
+        **({"init_from": initialised} if initialised is not None else {}),
     }
+
+
+def _initialise(model: torch.nn.Module, config: GenerativeConfig, seed: int, digest: str) -> dict[str, Any]:
+    """Load the chosen weights of ``init_from``'s run (same seed, same starting SIDs) into ``model``."""
+    from mmq.tokenizers.base import load_torch_state
+
+    report = run_or_load(config.init_from, seed, progress=False)
+    if report["metrics"]["semantic_ids"]["sha256"] != digest:
+        raise ValueError(f"init_from {config.init_from} seed {seed} was trained on other SIDs than {config.semantic_ids}")
+    weights = checkpoints_root() / experiment_name(config.init_from) / f"seed{seed}" / "best.pt"
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights} is missing (weights are not committed): rerun {config.init_from} "
+                                f"seed {seed} first: mmq.generative.experiment.run_or_load(config, seed, force=True)")
+    resized = load_resized(model, load_torch_state(weights))
+    return {"config": config.init_from, "seed": seed, "best_epoch": report["metrics"]["training"]["best_epoch"],
+            "valid_ndcg@10": report["metrics"]["valid"]["ndcg@10"], "resized": resized}
 
 
 def _joint_tokenizer(config: GenerativeConfig, semantic_ids: np.ndarray, tokenizer_seed: int):

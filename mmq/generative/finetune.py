@@ -10,6 +10,10 @@ Choices where the paper is silent:
   cross-entropy ``-sum(ind * log p)`` also moves the target item's codes toward what the model predicts.
 - The de-dup digit is not learned: it is recomputed from all items' current codes at the start of
   every epoch and at every validation (so ``dedup_capacity`` bounds the last position's size).
+- The generator starts from the run named by ``init_from`` (the same seed's generator trained on the
+  stage-1 SIDs), not from scratch: trained jointly from a random generator, 93% of MovieLens items
+  changed SID within 2 epochs and validation NDCG@10 was .0046 against .0134 on frozen SIDs (seed 0).
+  Rows of the code embeddings / heads that stage 1 never used (e.g. de-dup slots) keep their init.
 - Validation re-derives every item's SID, rebuilds the trie and beam-searches with them; the epoch
   with the best validation NDCG@10 keeps both the generator and the tokenizer.
 """
@@ -104,3 +108,25 @@ class JointTokenizer:
         loss = (generation + self.config.reconstruction_weight * output.losses["reconstruction"]
                 + self.config.auxiliary_weight * output.losses["auxiliary"])
         return loss, {"generation": generation, **output.losses}
+
+
+def load_resized(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load ``state`` into ``model`` where a tensor may be shorter along dim 0 (a smaller codebook /
+    de-dup position in the run it comes from): its rows fill the leading rows. Returns the resized names."""
+    own = model.state_dict()
+    if set(own) != set(state):
+        raise ValueError(f"init_from weights do not fit this model: missing {sorted(set(own) - set(state))}, "
+                         f"unexpected {sorted(set(state) - set(own))}")
+    resized = []
+    with torch.no_grad():
+        for name, tensor in state.items():
+            target = own[name]
+            if tensor.shape == target.shape:
+                target.copy_(tensor)
+            elif tensor.ndim == target.ndim and tensor.shape[1:] == target.shape[1:] and tensor.shape[0] <= target.shape[0]:
+                target[:tensor.shape[0]].copy_(tensor)
+                resized.append(name)
+            else:
+                raise ValueError(f"init_from weight {name} has shape {tuple(tensor.shape)}, model needs "
+                                 f"{tuple(target.shape)}")
+    return resized

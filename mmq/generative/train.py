@@ -114,7 +114,7 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
         if joint is not None:
             joint.source.train()
             joint.refresh()  # de-dup digits of this epoch's starting codes
-        started, losses = time.perf_counter(), []
+        started, losses, term_sums = time.perf_counter(), [], {}
         rng = np.random.default_rng([seed, progress_state["epoch"]])   # per epoch: resuming changes nothing
         batches = list(length_bucketed_batches(inputs, config.batch_size, rng=rng))
         batches = batches[accelerator.process_index::accelerator.num_processes]  # data-parallel shards
@@ -122,8 +122,10 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
                                 mininterval=10):
             batch_targets = targets[rows, first:] if targets.ndim == 2 else targets[rows]
             if joint is not None:
-                loss, _ = joint.loss(model, torch.from_numpy(inputs[rows, first:]).to(accelerator.device),
-                                     torch.from_numpy(batch_targets).to(accelerator.device))
+                loss, terms = joint.loss(model, torch.from_numpy(inputs[rows, first:]).to(accelerator.device),
+                                         torch.from_numpy(batch_targets).to(accelerator.device))
+                for name, value in terms.items():
+                    term_sums[name] = term_sums.get(name, 0.0) + float(value.detach())
             else:
                 history_codes = lookup[torch.from_numpy(inputs[rows, first:])].to(accelerator.device)
                 target_codes = lookup[torch.from_numpy(batch_targets)].to(accelerator.device)
@@ -138,7 +140,8 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
         progress_state["train_targets"] += target_count
         progress_state["epoch"] += 1
         epoch = progress_state["epoch"]
-        record = {"epoch": epoch, "loss": float(np.mean(losses))}
+        record = {"epoch": epoch, "loss": float(np.mean(losses)),
+                  **{f"train_{name}": round(value / len(losses), 5) for name, value in term_sums.items()}}
         progress_state["history"].append(record)   # validation numbers are added to this record below
         if epoch % config.eval_every == 0 or epoch == config.max_epochs:
             unwrapped = accelerator.unwrap_model(model)
