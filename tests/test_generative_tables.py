@@ -130,11 +130,11 @@ def test_movielens_script_writes_the_table_from_fake_runs(tmp_path, monkeypatch,
     def fake_collect(rows, seeds, *, no_train, force):
         assert no_train and list(seeds) == [0, 1]
         labels = [label for label, _, _ in rows]
-        assert labels[0] == "SASRec-CE (item IDs)" and labels[-2] == script.MMQ_FT_LABEL and len(labels) == 10
+        assert labels[0] == "SASRec-CE (item IDs)" and labels[-3] == script.MMQ_FT_LABEL and len(labels) == 11
         reports = {labels[0]: [fake_report(seed, 0.06, sasrec=True) for seed in seeds],
                    labels[1]: [fake_report(seed, 0.030 + seed / 1000) for seed in seeds],
-                   labels[-3]: [fake_report(seed, 0.020 + seed / 1000) for seed in seeds]}
-        return reports, [f"{config} seed {seed}" for _, config, _ in rows[2:-3] + rows[-2:] for seed in seeds]
+                   labels[-4]: [fake_report(seed, 0.020 + seed / 1000) for seed in seeds]}
+        return reports, [f"{config} seed {seed}" for _, config, _ in rows[2:-4] + rows[-3:] for seed in seeds]
 
     monkeypatch.setattr(script, "collect", fake_collect)
     monkeypatch.setattr(script, "setup", lambda: None)
