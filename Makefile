@@ -22,7 +22,8 @@ $(STAMP): requirements.txt pyproject.toml
 # Main job: regenerate the tables. Finished runs (committed report.json + DONE) are reused, so this
 # takes about a minute. TRAIN_MISSING=1 also trains whatever run is missing (chapter-7 image tower ~23 min,
 # MMQ stage 1 ~1-4 min a run, Beauty generative retrieval ~20-25 min a run, SASRec ~10-40 min a run,
-# MovieLens ranking ~1 min (frozen SIDs) / ~3-6 min (behavior fine-tuning), MovieLens generative ~7 min a run on 2 cores).
+# MovieLens ranking ~1 min (frozen SIDs) / ~3-6 min (behavior fine-tuning), MovieLens generative ~7 min a run
+# (~5-9 min a generative fine-tuning run), Beauty generative fine-tuning ~20-30 min a run on 2 cores).
 reproduce: $(STAMP)
 	$(PY) scripts/table_ch1_dense_retrieval.py --config experiments/ch1/beauty_dense_retrieval.yaml
 	$(PY) scripts/table_beauty_tokenizer_quality.py

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +13,7 @@ from mmq.finetune.sources import MMQCodes
 from mmq.generative.causal import CausalSidRecommender
 from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer
 from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
-from test_ranking import TINY, modality_data, synthetic_dataset
+from test_ranking import TINY, fake_mmq_world, modality_data, synthetic_dataset
 
 
 def small_model(sizes, dropout=0.2):
@@ -81,24 +80,11 @@ def test_dedup_capacity_overflow_is_a_clear_error(fitted_mmq):
 
 
 def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch):
-    import mmq.data
     from mmq.config import ConfigError
-    from mmq.generative import experiment as generative_experiment
     from mmq.generative.experiment import load_semantic_ids, run_or_load
-    from mmq.mmq_tokenizer import experiment as tokenizer_experiment
-    from mmq.mmq_tokenizer import inputs as tokenizer_inputs
 
     dataset, data = synthetic_dataset(num_users=30, num_items=60, per_user=12)
-    monkeypatch.setattr(generative_experiment, "load_dataset", lambda name, kcore=None: dataset)
-    monkeypatch.setattr(mmq.data, "load_dataset", lambda name, kcore=None: dataset)
-    fake_inputs = lambda config: (data, {"dataset": "synthetic", "num_items": 60})  # noqa: E731
-    monkeypatch.setattr(tokenizer_experiment, "load_item_modalities", fake_inputs)
-    monkeypatch.setattr(tokenizer_inputs, "load_item_modalities", fake_inputs)
-    sid_config = isolated_dirs / "tiny_mmq.yaml"
-    sid_config.write_text(json.dumps({"method": "mmq", "mmq": {
-        key: value for key, value in dataclasses.asdict(TINY).items()
-        if key in ("codebook_size", "code_dim", "gate_hidden_dim", "decoder_hidden_dims", "num_steps", "batch_size",
-                   "restart_every", "progress")}}))
+    sid_config = fake_mmq_world(isolated_dirs, monkeypatch, dataset, data)
     common = {"dataset": "synthetic", "semantic_ids": str(sid_config), "max_history": 5,
               "causal": {"dim": 16, "num_heads": 2, "decoder_hidden": 16},
               "training": {"batch_size": 16, "max_epochs": 4, "eval_every": 2, "patience": 4, "beam_size": 10}}

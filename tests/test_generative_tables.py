@@ -161,7 +161,8 @@ def test_beauty_script_still_renders_its_references_and_gaps(tmp_path, monkeypat
     import scripts.table_beauty_generative as script
 
     monkeypatch.setattr(script, "collect", lambda rows, seeds, **_: (
-        {rows[1][0]: [fake_report(seed, 0.030 + seed / 500) for seed in seeds]}, ["experiments/x.yaml seed 2"]))
+        {rows[1][0]: [fake_report(seed, 0.030 + seed / 500) for seed in seeds],
+         script.MMQ_LABEL: [fake_report(seed, 0.036) for seed in seeds]}, ["experiments/x.yaml seed 2"]))
     monkeypatch.setattr(script, "setup", lambda: None)
     assert script.main(["--seeds", "0", "1", "--no-train", "--output-dir", str(tmp_path)]) == 0
     markdown = (tmp_path / "beauty_generative_retrieval.md").read_text()
@@ -169,3 +170,6 @@ def test_beauty_script_still_renders_its_references_and_gaps(tmp_path, monkeypat
     assert "## Gap to each reference (ndcg@10, test)" in markdown
     assert "| Generative, RQ-VAE SIDs [cpu] (0.0310) | +0.0018 (+6%) |" in markdown   # vs MA-RQ-VAE 0.0292
     assert markdown.rstrip().endswith("|") and "Missing runs (left out): experiments/x.yaml seed 2." in markdown
+    assert ("Claim \"Generative, MMQ stage-1 SIDs (text + collaborative) beats the best title-only SID row on test "
+            "ndcg@10\": beats it here.") in markdown
+    assert "fine-tuning (text + collaborative) beats stage 1 alone on test ndcg@10\": not tested" in markdown

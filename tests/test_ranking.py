@@ -168,27 +168,38 @@ def test_ranking_data_is_chronological_with_long_tail_buckets():
         data.long_tail_items(0.9)
 
 
-def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, monkeypatch):
-    # imported before load_dataset is patched: a module importing it by name during the patch
-    # would keep the fake for the rest of the session
+def fake_mmq_world(directory, monkeypatch, dataset, data):
+    """Serve ``dataset`` and its item modalities ``data`` to every run; write a tiny MMQ SID config."""
+    # modules imported before load_dataset is patched: a module importing it by name during the
+    # patch would keep the fake for the rest of the session
     import mmq.data
-    from mmq.generative.experiment import load_semantic_ids
-    from mmq.tokenizers.experiment import run_semantic_id_config
-    from mmq.config import ConfigError
+    from mmq.generative import experiment as generative_experiment
     from mmq.mmq_tokenizer import experiment as tokenizer_experiment
     from mmq.mmq_tokenizer import inputs as tokenizer_inputs
-    from mmq.ranking.experiment import run_or_load
+    import mmq.ranking.experiment  # noqa: F401
+    import mmq.tokenizers.experiment  # noqa: F401
 
-    dataset, data = synthetic_dataset()
     monkeypatch.setattr(mmq.data, "load_dataset", lambda name, kcore=None: dataset)
-    fake_inputs = lambda config: (data, {"dataset": "synthetic", "num_items": 60})  # noqa: E731
+    monkeypatch.setattr(generative_experiment, "load_dataset", lambda name, kcore=None: dataset)
+    fake_inputs = lambda config: (data, {"dataset": "synthetic", "num_items": len(data["text"])})  # noqa: E731
     monkeypatch.setattr(tokenizer_experiment, "load_item_modalities", fake_inputs)
     monkeypatch.setattr(tokenizer_inputs, "load_item_modalities", fake_inputs)
-    sid_config = isolated_dirs / "tiny_mmq.yaml"
+    sid_config = directory / "tiny_mmq.yaml"
     sid_config.write_text(json.dumps({"method": "mmq", "mmq": {
         key: value for key, value in dataclasses.asdict(TINY).items()
         if key in ("codebook_size", "code_dim", "gate_hidden_dim", "decoder_hidden_dims", "num_steps", "batch_size",
                    "restart_every", "progress")}}))
+    return sid_config
+
+
+def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, monkeypatch):
+    from mmq.generative.experiment import load_semantic_ids
+    from mmq.tokenizers.experiment import run_semantic_id_config
+    from mmq.config import ConfigError
+    from mmq.ranking.experiment import run_or_load
+
+    dataset, data = synthetic_dataset()
+    sid_config = fake_mmq_world(isolated_dirs, monkeypatch, dataset, data)
     common = {"ppnet": {"embedding_dim": 8, "sid_embedding_dim": 4, "hidden_dims": [16], "gate_hidden_dim": 8},
               "training": {"max_epochs": 3, "batch_size": 64, "patience": 3}}
     reports = {}
