@@ -95,7 +95,7 @@ def beats_best_line(ours: Sequence[dict], candidate: str, baselines: Sequence[st
     else:
         spread = "within the seed std of " + ("both rows" if abs(gap) <= min(spreads) else "one row")
     return (f"Claim \"{candidate} beats {what} on test {metric}\": {verdict} it here. {row['method']} "
-            f"{format_value(row['mean'], row['std'])} vs best baseline {best['method']} "
+            f"{format_value(row['mean'], row['std'])} vs {'best baseline ' if len(baselines) > 1 else ''}{best['method']} "
             f"{format_value(best['mean'], best['std'])}: gap {gap:+.4f}{relative}, {spread} "
             f"(n = {row['n_seeds']} / {best['n_seeds']} seeds).")
 
