@@ -94,6 +94,9 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
     trie.to(accelerator.device)
     groups = [{"params": list(model.parameters())}]
     if joint is not None:
+        if accelerator.num_processes > 1:  # the live tokenizer is not wrapped for gradient all-reduce
+            raise ValueError("generative fine-tuning (finetune: true) runs in one process; launch it without "
+                             "data parallelism")
         joint.to(accelerator.device)
         groups.append(joint.parameter_group(config.learning_rate))
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
