@@ -27,7 +27,7 @@ $(STAMP): requirements.txt pyproject.toml
 reproduce: $(STAMP)
 	$(PY) scripts/table_ch1_dense_retrieval.py --config experiments/ch1/beauty_dense_retrieval.yaml
 	$(PY) scripts/table_beauty_tokenizer_quality.py
-	@if [ -n "$(TRAIN_MISSING)" ]; then $(PY) scripts/train_image_tower.py --config experiments/ch7/myntra_image_tower.yaml; fi
+	@if [ -n "$(TRAIN_MISSING)" ]; then $(PY) scripts/run.py experiments/ch7/myntra_image_tower.yaml; fi
 	$(PY) scripts/table_ch7_cross_modal.py
 	$(PY) scripts/table_tokenizer_quality.py $(if $(TRAIN_MISSING),,--no-train)
 	$(PY) scripts/table_beauty_generative.py $(if $(TRAIN_MISSING),,--no-train)

@@ -49,17 +49,30 @@ def from_dict(config_class: type[ConfigT], values: Mapping[str, Any], *, where: 
     return dataclasses.replace(base, **kwargs)
 
 
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; a missing file, a syntax error or a non-mapping is a ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    loaded = {} if loaded is None else loaded
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+    return loaded
+
+
 def load_config(config_class: type[ConfigT], path: str | Path | None = None, **overrides: Any) -> ConfigT:
-    """Load a YAML file of overrides (optional) and keyword overrides onto ``config_class``."""
+    """Load a YAML file of overrides (optional) and keyword overrides onto ``config_class``.
+
+    A top-level ``kind:`` line (the experiment registry's key, :mod:`mmq.registry`) is not a field.
+    """
     values: dict[str, Any] = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
-        values.update(loaded)
+        values.update(read_yaml_mapping(path))
+        values.pop("kind", None)
     values.update(overrides)
     try:
         return from_dict(config_class, values)

@@ -1,4 +1,5 @@
-"""Table writing shared by every table script: long-format CSV + Markdown, written atomically.
+"""What every table script shares: its options, collecting runs through the registry, and writing
+long-format CSV + Markdown atomically.
 
 CSV columns (one row per number): ``table,dataset,method,split,metric,mean,std,n_seeds,source``
 with ``source`` in {ours, paper, peer}.
@@ -6,6 +7,7 @@ with ``source`` in {ours, paper, peer}.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import math
@@ -14,7 +16,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from mmq import artifacts
+from mmq import artifacts, registry
 from mmq.runs import REPOSITORY_ROOT
 
 CSV_COLUMNS = ("table", "dataset", "method", "split", "metric", "mean", "std", "n_seeds", "source")
@@ -99,3 +101,35 @@ def paper_reference_rows(table: str, path: Path | None = None) -> list[dict]:
         row["std"] = float(row["std"]) if row["std"] else float("nan")
         row["n_seeds"] = int(row["n_seeds"]) if row["n_seeds"] else ""
     return rows
+
+
+def parse_arguments(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The table scripts' options: ``--seeds``, ``--no-train``, ``--force``, ``--output-dir``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--no-train", action="store_true", help="never train; leave out missing runs")
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--output-dir", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def collect(rows: Sequence[tuple[str, str]], seeds: Sequence[int], *, no_train: bool,
+            force: bool) -> tuple[dict[str, list[dict]], list[str]]:
+    """Reports per row label (running missing seeds through the registry unless ``no_train``) and the
+    missing runs; ``rows`` are ``(label, experiment YAML)`` pairs, each YAML's ``kind`` picks its runner."""
+    reports, missing = {}, []
+    for label, config in rows:
+        found = []
+        for seed in seeds:
+            if no_train and not registry.is_done(config, seed):
+                missing.append(f"{config} seed {seed}")
+                continue
+            found.append(registry.run_or_load(config, seed, force=force))  # a finished run is only read
+        if found:
+            reports[label] = found
+    return reports, missing
+
+
+def missing_note(missing: Sequence[str]) -> list[str]:
+    """The note naming the runs left out (none when nothing is missing)."""
+    return ["Missing runs (left out): " + "; ".join(missing) + "."] if missing else []

@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout w/o install
 
-from baselines.faiss_ann import (  # noqa: E402
+from baselines.faiss_ann import (
     benchmark_indexes,
     clustered_vectors,
     default_specs,

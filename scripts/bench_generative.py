@@ -15,23 +15,20 @@ sequences with Beauty's length profile (5-core, mean ~9). Prints:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from mmq.generative.beam_search import beam_search  # noqa: E402
-from mmq.generative.experiment import CausalConfig, T5Config  # noqa: E402
-from mmq.generative.causal import CausalSidRecommender  # noqa: E402
-from mmq.generative.sid_trie import SemanticIdTrie  # noqa: E402
-from mmq.generative.t5_backbone import T5SidRecommender  # noqa: E402
-from mmq.generative.train import item_codes_lookup  # noqa: E402
-from mmq.recommenders.sequences import length_bucketed_batches, next_item_samples, pad_histories, training_windows  # noqa: E402
-from mmq.tokenizers.dedup import append_dedup_digit  # noqa: E402
+from mmq.generative.beam_search import beam_search
+from mmq.generative.experiment import CausalConfig, T5Config
+from mmq.generative.causal import CausalSidRecommender
+from mmq.generative.sid_trie import SemanticIdTrie
+from mmq.generative.t5_backbone import T5SidRecommender
+from mmq.generative.train import item_codes_lookup
+from mmq.recommenders.sequences import length_bucketed_batches, next_item_samples, pad_histories, training_windows
+from mmq.semantic_ids.dedup import append_dedup_digit
 
 
 def synthetic_data(num_items: int, num_users: int, seed: int = 0):

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
+import torch
+from open_clip.loss import ClipLoss
 
-import torch  # noqa: E402
-from open_clip.loss import ClipLoss  # noqa: E402
-
-from mmq import artifacts  # noqa: E402
-from mmq.config import load_config, to_dict  # noqa: E402
-from mmq.image_tower.data import augment  # noqa: E402
-from mmq.image_tower.evaluate import encode_pixels  # noqa: E402
-from mmq.image_tower.experiment import ImageTowerExperimentConfig  # noqa: E402
-from mmq.image_tower.model import ImageTextModel  # noqa: E402
-from mmq.runs import checkpoints_root, environment_info  # noqa: E402
+from mmq import artifacts
+from mmq.config import load_config, to_dict
+from mmq.image_tower.data import augment
+from mmq.image_tower.evaluate import encode_pixels
+from mmq.image_tower.experiment import ImageTowerExperimentConfig
+from mmq.image_tower.model import ImageTextModel
+from mmq.runs import checkpoints_root, environment_info
 
 
 def _best_of(function, repeats: int) -> float:

@@ -5,7 +5,7 @@
 Both tokenizers are fitted briefly on synthetic clustered text (384-d) + image (256-d) vectors
 (throughput does not depend on training), then encode ``--num-items`` fresh synthetic items in
 chunks (only the encode calls are timed; chunks keep memory small) in the same process with one
-torch thread. RQ-VAE (mmq.tokenizers) encodes the normalised concatenation with 6 levels x K=100,
+torch thread. RQ-VAE (baselines.sid_tokenizers) encodes the normalised concatenation with 6 levels x K=100,
 i.e. the MA-RQ-VAE baseline at matched SID length. The naive reference encodes items one at a
 time through the same MMQ model and must give identical codes.
 """
@@ -14,20 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from mmq.mmq_tokenizer import MMQConfig, MMQTokenizer  # noqa: E402
-from mmq.tokenizers.modality import l2_normalise  # noqa: E402
-from mmq.tokenizers.rq_vae import RQVAETokenizer  # noqa: E402
+from mmq.mmq_tokenizer import MMQConfig, MMQTokenizer
+from mmq.semantic_ids.modalities import l2_normalise
+from baselines.sid_tokenizers.rq_vae import RQVAETokenizer
 
 DIMS = {"text": 384, "image": 256}
 

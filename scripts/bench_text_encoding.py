@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
-
-from mmq.data import MissingDataError, load_dataset  # noqa: E402
-from mmq.features.text import TextFeatureConfig, build_item_texts, load_text_encoder  # noqa: E402
+from mmq.data import MissingDataError, load_dataset
+from mmq.features.text import TextFeatureConfig, build_item_texts, load_text_encoder
 
 
 def main(argv: list[str] | None = None) -> int:

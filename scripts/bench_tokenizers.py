@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without install
 
-from mmq.tokenizers import make_tokenizer, quality_report  # noqa: E402
+from baselines.sid_tokenizers import make_tokenizer, quality_report
 
 
 def clustered_embeddings(num_items: int, dim: int, *, num_clusters: int = 2000, latent_rank: int = 32,

@@ -11,16 +11,13 @@ several public repositories and Myntra needs a Kaggle login; see README.md, sect
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
-
-from mmq.data import data_dir  # noqa: E402
-from mmq.data.amazon_raw import RAW_CATEGORIES  # noqa: E402
-from mmq.data.download import fetch_amazon, fetch_movielens, verify  # noqa: E402
+from mmq.data import data_dir
+from mmq.data.amazon_raw import RAW_CATEGORIES
+from mmq.data.download import fetch_amazon, fetch_movielens, verify
 
 
 def main(argv: list[str] | None = None) -> int:

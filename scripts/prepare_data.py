@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
-
-from mmq.data import DATASETS, MissingDataError, data_dir, load_dataset  # noqa: E402
+from mmq.data import DATASETS, MissingDataError, data_dir, load_dataset
 
 DEFAULT_DATASETS = ("beauty", "sports", "toys", "office", "movielens", "movielens_all", "myntra")
 

@@ -10,31 +10,28 @@ Writes paper_tables/beauty_generative_retrieval.{md,csv,png}.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import baselines  # noqa: F401  (registers the baseline kinds: SASRec, baseline tokenizers)
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
-
-from mmq.generative.table import (beats_best_line, collect, mean_train_seconds, missing_note,  # noqa: E402
-                                  parse_arguments, render_markdown, table_rows, write_outputs)
-from mmq.tables import paper_reference_rows  # noqa: E402
+from mmq.generative.table import beats_best_line, mean_train_seconds, render_markdown, table_rows, write_outputs
+from mmq.tables import collect, missing_note, paper_reference_rows, parse_arguments
 
 TABLE = "beauty_generative_retrieval"
 MMQ_LABEL = "Generative, MMQ stage-1 SIDs (text + collaborative)"
 MMQ_FT_LABEL = "Generative, MMQ SIDs after behavior fine-tuning (text + collaborative)"
 MMQ_CONTROL_LABEL = "Generative, MMQ stage-1 SIDs + the same extra epochs (control)"
 TITLE_SID_LABELS = ("Generative, RQ-VAE SIDs", "Generative, RQ-KMeans SIDs", "Generative, OPQ SIDs")
-# (label, config, runner module): rows of the table in order
+# (label, experiment YAML): rows of the table in order; each YAML's kind picks its runner
 ROWS = (
-    ("SASRec-CE (item IDs)", "experiments/generative/beauty_sasrec.yaml", "baselines.sasrec.experiment"),
-    (TITLE_SID_LABELS[0], "experiments/generative/beauty_rq_vae.yaml", "mmq.generative.experiment"),
-    (TITLE_SID_LABELS[1], "experiments/generative/beauty_rq_kmeans.yaml", "mmq.generative.experiment"),
-    (TITLE_SID_LABELS[2], "experiments/generative/beauty_opq.yaml", "mmq.generative.experiment"),
-    (MMQ_LABEL, "experiments/generative/beauty_mmq.yaml", "mmq.generative.experiment"),
-    (MMQ_FT_LABEL, "experiments/generative/beauty_mmq_ft.yaml", "mmq.generative.experiment"),
-    (MMQ_CONTROL_LABEL, "experiments/generative/beauty_mmq_more_epochs.yaml", "mmq.generative.experiment"),
+    ("SASRec-CE (item IDs)", "experiments/generative/beauty_sasrec.yaml"),
+    (TITLE_SID_LABELS[0], "experiments/generative/beauty_rq_vae.yaml"),
+    (TITLE_SID_LABELS[1], "experiments/generative/beauty_rq_kmeans.yaml"),
+    (TITLE_SID_LABELS[2], "experiments/generative/beauty_opq.yaml"),
+    (MMQ_LABEL, "experiments/generative/beauty_mmq.yaml"),
+    (MMQ_FT_LABEL, "experiments/generative/beauty_mmq_ft.yaml"),
+    (MMQ_CONTROL_LABEL, "experiments/generative/beauty_mmq_more_epochs.yaml"),
 )
 
 

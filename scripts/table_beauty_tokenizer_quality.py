@@ -2,7 +2,7 @@
 
     python scripts/table_beauty_tokenizer_quality.py
 
-Builds any missing run (scripts/build_semantic_ids.py does one), then writes
+Builds any missing run (`python scripts/run.py <config>` does one), then writes
 paper_tables/beauty_tokenizer_quality.{md,csv} and copies each run's hierarchy figure and dump
 next to it (beauty_sid_hierarchy_<method>.{png,txt}, beauty_codebook_usage_<method>.png).
 """
@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
-
-from mmq.runs import checkpoints_root, experiment_name  # noqa: E402
-from mmq.tables import tables_dir, write_table  # noqa: E402
-from mmq.tokenizers.experiment import run_or_load  # noqa: E402
-from mmq.tokenizers.table import render_markdown, table_rows  # noqa: E402
+from baselines.sid_tokenizers.table import render_markdown, table_rows
+from mmq import registry
+from mmq.tables import tables_dir, write_table
 
 TABLE = "beauty_tokenizer_quality"
 CONFIGS = {method: f"experiments/tokenizers/beauty_{method}.yaml" for method in ("rq_vae", "rq_kmeans", "opq")}
@@ -36,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     setup()
     output = arguments.output_dir or tables_dir()
-    reports = {method: [run_or_load(path, seed, force=arguments.force) for seed in arguments.seeds]
+    reports = {method: [registry.run_or_load(path, seed, force=arguments.force) for seed in arguments.seeds]
                for method, path in CONFIGS.items()}
     for method, path in CONFIGS.items():
-        run_directory = checkpoints_root() / experiment_name(path) / f"seed{arguments.seeds[0]}"
+        run_directory = registry.run_directory(path, arguments.seeds[0])
         for source, target in (("hierarchy.png", f"beauty_sid_hierarchy_{method}.png"),
                                ("hierarchy.txt", f"beauty_sid_hierarchy_{method}.txt"),
                                ("codebook_usage.png", f"beauty_codebook_usage_{method}.png")):

@@ -9,18 +9,13 @@ paper_tables/ch1_dense_retrieval.{md,csv,png} from the runs' report.json files.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
-
-from baselines.faiss_ann.experiment import DenseRetrievalConfig, run_dense_retrieval  # noqa: E402
-from baselines.faiss_ann.table import TABLE, plot_recall_vs_speed, render_markdown, table_rows  # noqa: E402
-from mmq.config import load_config  # noqa: E402
-from mmq.runs import experiment_name, start_run  # noqa: E402
-from mmq.tables import tables_dir, write_table  # noqa: E402
+from baselines.faiss_ann.table import TABLE, plot_recall_vs_speed, render_markdown, table_rows
+from mmq import registry
+from mmq.tables import tables_dir, write_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,14 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=None, help="default: paper_tables/")
     arguments = parser.parse_args(argv)
     setup()
-    config = load_config(DenseRetrievalConfig, arguments.config)
-    name = experiment_name(arguments.config)
-    reports = []
-    for seed in arguments.seeds:
-        run = start_run(name, seed, config, force=arguments.force)
-        if not run.done:
-            run.finish(run_dense_retrieval(config, seed))
-        reports.append(run.load_report())
+    reports = [registry.run_or_load(arguments.config, seed, force=arguments.force) for seed in arguments.seeds]
     rows = table_rows(reports)
     command = f"python scripts/table_ch1_dense_retrieval.py --config {arguments.config}"
     markdown = render_markdown(rows, reports, command)

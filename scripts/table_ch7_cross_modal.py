@@ -1,6 +1,6 @@
 """Chapter-7 table: cross-modal retrieval (Myntra, MovieLens posters) + multimodal next-item retrieval.
 
-    python scripts/train_image_tower.py --config experiments/ch7/myntra_image_tower.yaml
+    python scripts/run.py experiments/ch7/myntra_image_tower.yaml
     python scripts/table_ch7_cross_modal.py
 
 Reads the image tower run's report.json (train it first with the command above), runs the MovieLens
@@ -12,24 +12,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from baselines.clip_retrieval.experiment import ClipRetrievalConfig, run_clip_retrieval  # noqa: E402
-from baselines.clip_retrieval.table import TABLE, next_item_rows, render_markdown, tower_rows  # noqa: E402
-from mmq import artifacts  # noqa: E402
-from mmq.config import load_config  # noqa: E402
-from mmq.data import load_dataset  # noqa: E402
-from mmq.image_tower.experiment import ImageTowerExperimentConfig  # noqa: E402
-from mmq.image_tower.figures import query_grid  # noqa: E402
-from mmq.runs import checkpoints_root, experiment_name, start_run  # noqa: E402
-from mmq.tables import tables_dir, write_table  # noqa: E402
+from baselines.clip.experiment import ClipRetrievalConfig, run_clip_retrieval
+from baselines.clip.table import TABLE, next_item_rows, render_markdown, tower_rows
+from mmq import artifacts
+from mmq.config import load_config
+from mmq.data import load_dataset
+from mmq.image_tower.experiment import ImageTowerExperimentConfig
+from mmq.image_tower.figures import query_grid
+from mmq.runs import checkpoints_root, experiment_name, start_run
+from mmq.tables import tables_dir, write_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in arguments.seeds:
         report_path = checkpoints_root() / tower_name / f"seed{seed}" / "report.json"
         if not (report_path.parent / "DONE").exists():
-            raise SystemExit(f"{report_path} missing: run python scripts/train_image_tower.py "
-                             f"--config {arguments.tower_config} --seeds {seed}")
+            raise SystemExit(f"{report_path} missing: run python scripts/run.py {arguments.tower_config} --seeds {seed}")
         tower_reports.append(artifacts.read_json(report_path))
     retrieval_config = load_config(ClipRetrievalConfig, arguments.retrieval_config)
     retrieval_reports = []
@@ -64,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     output = arguments.output_dir or tables_dir()
     figures = [] if arguments.no_figures else _figures(tower_config, tower_name, arguments.seeds[0], output)
     rows = tower_rows(tower_reports) + next_item_rows(retrieval_reports)
-    commands = [f"python scripts/train_image_tower.py --config {arguments.tower_config}",
+    commands = [f"python scripts/run.py {arguments.tower_config}",
                 "python scripts/table_ch7_cross_modal.py"]
     markdown = render_markdown(tower_reports, retrieval_reports, rows, commands, figures)
     csv_path, markdown_path = write_table(TABLE, rows, markdown, output)

@@ -13,35 +13,30 @@ Writes paper_tables/movielens_generative_retrieval.{md,csv,png}.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from scripts._common import setup  # noqa: E402
-
-from mmq.generative.table import (GAP_METRIC, beats_best_line, collect, mean_train_seconds,  # noqa: E402
-                                  missing_note, parse_arguments, render_markdown, table_rows, write_outputs)
+import baselines  # noqa: F401  (registers the baseline kinds: SASRec, baseline tokenizers)
+from mmq.cli import setup
+from mmq.generative.table import (GAP_METRIC, beats_best_line, mean_train_seconds, render_markdown, table_rows,
+                                  write_outputs)
+from mmq.tables import collect, missing_note, parse_arguments
 
 TABLE = "movielens_generative_retrieval"
-GENERATIVE = "mmq.generative.experiment"
 MMQ_LABEL = "Generative, MMQ (stage 1) SIDs"
 MMQ_FT_LABEL = "Generative, MMQ (stage 1 + 2) SIDs fine-tuned on this task"
 MMQ_RANKING_FT_LABEL = "Generative, MMQ SIDs fine-tuned on the ranking task"
 MMQ_CONTROL_LABEL = "Generative, MMQ stage-1 SIDs + the same extra epochs (control)"
-# (label, config, runner module): rows of the table in order
+# (label, experiment YAML): rows of the table in order; each YAML's kind picks its runner
 BASELINE_ROWS = tuple(
-    (f"Generative, {fusion.upper()}-{name} SIDs", f"experiments/generative/movielens_{fusion}_{method}.yaml", GENERATIVE)
+    (f"Generative, {fusion.upper()}-{name} SIDs", f"experiments/generative/movielens_{fusion}_{method}.yaml")
     for method, name in (("rq_vae", "RQ-VAE"), ("rq_kmeans", "RQ-KMeans"), ("opq", "OPQ"))
     for fusion in ("ma", "ms")
 )
 ROWS = (
-    ("SASRec-CE (item IDs)", "experiments/generative/movielens_sasrec.yaml", "baselines.sasrec.experiment"),
+    ("SASRec-CE (item IDs)", "experiments/generative/movielens_sasrec.yaml"),
     *BASELINE_ROWS,
-    (MMQ_LABEL, "experiments/generative/movielens_mmq.yaml", GENERATIVE),
-    (MMQ_FT_LABEL, "experiments/generative/movielens_mmq_ft.yaml", GENERATIVE),
-    (MMQ_CONTROL_LABEL, "experiments/generative/movielens_mmq_more_epochs.yaml", GENERATIVE),
-    (MMQ_RANKING_FT_LABEL, "experiments/generative/movielens_mmq_ft_ranking.yaml", GENERATIVE),
+    (MMQ_LABEL, "experiments/generative/movielens_mmq.yaml"),
+    (MMQ_FT_LABEL, "experiments/generative/movielens_mmq_ft.yaml"),
+    (MMQ_CONTROL_LABEL, "experiments/generative/movielens_mmq_more_epochs.yaml"),
+    (MMQ_RANKING_FT_LABEL, "experiments/generative/movielens_mmq_ft_ranking.yaml"),
 )
 
 
@@ -92,8 +87,8 @@ def notes(reports: dict[str, list[dict]], ours: list[dict], missing: list[str]) 
         "one tokenizer per task), for 12 more epochs; the control row trains the same generator for the same 12 "
         "epochs on the frozen stage-1 SIDs; 'on the ranking task': the SIDs of the PPNet stage-2 run (a cross-task "
         "check, generator trained from scratch as the other rows).",
-        beats_best_line(ours, MMQ_FT_LABEL, [label for label, _, _ in BASELINE_ROWS], metric=GAP_METRIC),
-        beats_best_line(ours, MMQ_LABEL, [label for label, _, _ in BASELINE_ROWS], metric=GAP_METRIC),
+        beats_best_line(ours, MMQ_FT_LABEL, [label for label, _ in BASELINE_ROWS], metric=GAP_METRIC),
+        beats_best_line(ours, MMQ_LABEL, [label for label, _ in BASELINE_ROWS], metric=GAP_METRIC),
         beats_best_line(ours, MMQ_FT_LABEL, [MMQ_LABEL], metric=GAP_METRIC, what="stage 1 alone"),
         beats_best_line(ours, MMQ_FT_LABEL, [MMQ_CONTROL_LABEL], metric=GAP_METRIC,
                         what="stage 1 with the same extra epochs"),

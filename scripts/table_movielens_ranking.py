@@ -11,19 +11,15 @@ Writes paper_tables/movielens_{ranking,ablation,sid_length,shared_vs_specific}.{
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import baselines  # noqa: F401  (registers the baseline tokenizer kinds)
+from mmq.cli import setup
 
-from scripts._common import setup  # noqa: E402
-
-from mmq.generative.table import collect, missing_note, parse_arguments  # noqa: E402
-from mmq.ranking.table import (BASELINES, MMQ_FULL, MMQ_STAGE1, ROWS, SERIES, TABLES, claim_line,  # noqa: E402
+from mmq.ranking.table import (BASELINES, MMQ_FULL, MMQ_STAGE1, ROWS, SERIES, TABLES, claim_line,
                                grid, paper_rows, plot_ranking, plot_series, table_rows)
-from mmq.tables import tables_dir, write_table  # noqa: E402
+from mmq.tables import collect, missing_note, parse_arguments, tables_dir, write_table
 
-RUNNER = "mmq.ranking.experiment"
 PROTOCOL = ("MovieLens latest-small, movies with a poster, 5-core (610 users, 3,645 items, 90,227 ratings); "
             "label = rating > 3; global chronological split: last 10% of interactions (by time) = test, the last "
             "10% of the rest = validation (model selection: best validation AUC epoch), the rest = training; test "
@@ -82,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     for table, name in TABLES.items():
         rows = [row for row in ROWS if row.table == table]
         seeds = arguments.seeds[:1] if table in SERIES else arguments.seeds
-        reports, missing = collect([(row.label, row.config, RUNNER) for row in rows], seeds,
+        reports, missing = collect([(row.label, row.config) for row in rows], seeds,
                                    no_train=arguments.no_train, force=arguments.force)
         ours = table_rows(table, {row: reports.get(row.label, []) for row in rows})
         references = paper_rows(table, reference)

@@ -41,7 +41,7 @@ def test_table_script_runs_and_resumes(isolated_dirs, monkeypatch):
     write_tiny_beauty(data)
     monkeypatch.setenv("MMQ_DATA_DIR", str(data))
     config = isolated_dirs / "tiny.yaml"
-    config.write_text("dataset: beauty\nkcore: 0\ndecay_grid: [0.0, 1.0]\nks: [1, 5]\nselection_metric: ndcg@5\n")
+    config.write_text("kind: dense_retrieval\ndataset: beauty\nkcore: 0\ndecay_grid: [0.0, 1.0]\nks: [1, 5]\nselection_metric: ndcg@5\n")
     output = isolated_dirs / "tables"
     assert main(["--config", str(config), "--output-dir", str(output)]) == 0
     markdown = (output / "ch1_dense_retrieval.md").read_text()
@@ -66,6 +66,6 @@ def test_unknown_config_key_fails_before_any_work(isolated_dirs):
     from scripts.table_ch1_dense_retrieval import main
 
     config = isolated_dirs / "bad.yaml"
-    config.write_text("dataset: beauty\nnum_neighbours: 5\n")
+    config.write_text("kind: dense_retrieval\ndataset: beauty\nnum_neighbours: 5\n")
     with pytest.raises(ConfigError, match="num_neighbours"):
         main(["--config", str(config), "--output-dir", str(isolated_dirs / "tables")])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from baselines.clip_retrieval.experiment import ClipRetrievalConfig
-from baselines.clip_retrieval.index import FusionConfig, MultimodalIndex, fuse, normalize_rows
+from baselines.clip.experiment import ClipRetrievalConfig
+from baselines.clip.index import FusionConfig, MultimodalIndex, fuse, normalize_rows
 from mmq.config import ConfigError, load_config
 
 
@@ -59,7 +59,7 @@ def test_fusion_and_config_validation(tmp_path):
 
 
 def test_table_rows_and_markdown_from_reports():
-    from baselines.clip_retrieval.table import CROSS_MODAL_METRICS, next_item_rows, render_markdown, tower_rows
+    from baselines.clip.table import CROSS_MODAL_METRICS, next_item_rows, render_markdown, tower_rows
 
     scores = {metric: 0.5 for metric in CROSS_MODAL_METRICS[:-1]}
     stage = {"test": {"trained": scores, "random_init": {metric: 0.01 for metric in scores}},

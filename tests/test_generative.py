@@ -174,15 +174,15 @@ def test_end_to_end_tiny_run(isolated_dirs, monkeypatch):
     from test_ch1_end_to_end import write_tiny_beauty
 
     from mmq.config import ConfigError
-    from mmq.generative.experiment import run_or_load
+    from mmq.registry import run_or_load
 
     data = isolated_dirs / "data"
     write_tiny_beauty(data, num_users=40, num_items=40)
     monkeypatch.setenv("MMQ_DATA_DIR", str(data))
     sids = isolated_dirs / "tiny_sids.yaml"
-    sids.write_text("dataset: beauty\nkcore: 0\nmethod: rq_kmeans\ncode_length: 2\ncodebook_size: 4\n")
+    sids.write_text("kind: text_sid_tokenizer\ndataset: beauty\nkcore: 0\nmethod: rq_kmeans\ncode_length: 2\ncodebook_size: 4\n")
     config = isolated_dirs / "tiny_generative.yaml"
-    config.write_text(f"dataset: beauty\nkcore: 0\nsemantic_ids: {sids}\n"
+    config.write_text(f"kind: generative\ndataset: beauty\nkcore: 0\nsemantic_ids: {sids}\n"
                       "causal: {dim: 16, num_heads: 2, decoder_hidden: 16}\n"
                       "training: {max_epochs: 2, eval_every: 1, batch_size: 8, beam_size: 10, cpu: true}\n")
     report = run_or_load(config, 0, progress=False)
@@ -192,7 +192,7 @@ def test_end_to_end_tiny_run(isolated_dirs, monkeypatch):
     saved = json.loads((isolated_dirs / "checkpoints" / "tiny_generative" / "seed0" / "report.json").read_text())
     assert saved["metrics"]["test"] == metrics["test"]
     bad = isolated_dirs / "bad.yaml"
-    bad.write_text("beam: 3\n")
+    bad.write_text("kind: generative\nbeam: 3\n")
     with pytest.raises((ConfigError, ValueError), match="beam"):
         run_or_load(bad, 0)
 
@@ -216,18 +216,3 @@ def test_generative_table_aggregates_seeds_and_prints_gaps():
     markdown = render_markdown(ours, references, title="t", notes=[])
     assert "Generative, RQ-VAE SIDs [cpu] | ours | 0.0450 ± 0.0071" in markdown
     assert "| Generative, RQ-VAE SIDs [cpu] (0.0320) | +0.0028 (+10%) |" in markdown  # vs MA-RQ-VAE 0.0292
-
-
-def test_tokenizer_configs_dispatch_to_the_text_or_multimodal_builder(tmp_path, monkeypatch):
-    import mmq.mmq_tokenizer.experiment as multimodal_experiment
-    import mmq.tokenizers.experiment as text_experiment
-
-    calls = []
-    monkeypatch.setattr(multimodal_experiment, "run_or_load", lambda path, seed, force: calls.append(("multimodal", seed)))
-    monkeypatch.setattr(text_experiment, "run_or_load", lambda path, seed, force: calls.append(("text", seed)))
-    text, multimodal = tmp_path / "text.yaml", tmp_path / "multi.yaml"
-    text.write_text("dataset: beauty\nmethod: opq\n")
-    multimodal.write_text("inputs: {dataset: movielens}\nfusion: ms\nmethod: opq\n")
-    text_experiment.run_semantic_id_config(str(text), 1)
-    text_experiment.run_semantic_id_config(str(multimodal), 2)
-    assert calls == [("text", 1), ("multimodal", 2)]

@@ -81,11 +81,12 @@ def test_dedup_capacity_overflow_is_a_clear_error(fitted_mmq):
 
 def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch):
     from mmq.config import ConfigError
-    from mmq.generative.experiment import load_semantic_ids, run_or_load
+    from mmq.generative.experiment import load_semantic_ids
+    from mmq.registry import run_or_load
 
     dataset, data = synthetic_dataset(num_users=30, num_items=60, per_user=12)
     sid_config = fake_mmq_world(isolated_dirs, monkeypatch, dataset, data)
-    common = {"dataset": "synthetic", "semantic_ids": str(sid_config), "max_history": 5,
+    common = {"kind": "generative", "dataset": "synthetic", "semantic_ids": str(sid_config), "max_history": 5,
               "causal": {"dim": 16, "num_heads": 2, "decoder_hidden": 16},
               "training": {"batch_size": 16, "max_epochs": 4, "eval_every": 2, "patience": 4, "beam_size": 10}}
     frozen_path, tuned_path = isolated_dirs / "gen_frozen.yaml", isolated_dirs / "gen_ft.yaml"

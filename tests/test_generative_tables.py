@@ -5,13 +5,12 @@ Synthetic reports only: no real data, no training.
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
-from mmq.generative.table import (beats_best_line, collect, missing_note, render_markdown, table_rows)
+from mmq import registry
+from mmq.generative.table import beats_best_line, render_markdown, table_rows
+from mmq.tables import collect, missing_note
 
 TABLE = "movielens_generative_retrieval"
 
@@ -37,22 +36,19 @@ def rows_for(values_by_label):
 
 @pytest.fixture
 def fake_runner(monkeypatch):
-    """A runner module ``fake_runner`` whose ``run_or_load`` records its calls."""
+    """The registry's ``run_or_load`` replaced by one that records its calls."""
     calls = []
-    module = types.ModuleType("fake_runner")
 
     def run_or_load(config, seed, *, force=False):
         calls.append((config, seed, force))
         return fake_report(seed, 0.02 + seed / 1000)
 
-    module.run_or_load = run_or_load
-    monkeypatch.setitem(sys.modules, "fake_runner", module)
+    monkeypatch.setattr(registry, "run_or_load", run_or_load)
     return calls
 
 
 def test_collect_reads_finished_runs_and_names_the_missing_ones(isolated_dirs, fake_runner):
-    rows = (("A", "experiments/generative/fake_a.yaml", "fake_runner"),
-            ("B", "experiments/generative/fake_b.yaml", "fake_runner"))
+    rows = (("A", "experiments/generative/fake_a.yaml"), ("B", "experiments/generative/fake_b.yaml"))
     for seed in (0, 2):   # A has seeds 0 and 2, B has none
         done = isolated_dirs / "checkpoints" / "generative" / "fake_a" / f"seed{seed}" / "DONE"
         done.parent.mkdir(parents=True)
@@ -129,12 +125,12 @@ def test_movielens_script_writes_the_table_from_fake_runs(tmp_path, monkeypatch,
 
     def fake_collect(rows, seeds, *, no_train, force):
         assert no_train and list(seeds) == [0, 1]
-        labels = [label for label, _, _ in rows]
+        labels = [label for label, _ in rows]
         assert labels[0] == "SASRec-CE (item IDs)" and labels[-3] == script.MMQ_FT_LABEL and len(labels) == 11
         reports = {labels[0]: [fake_report(seed, 0.06, sasrec=True) for seed in seeds],
                    labels[1]: [fake_report(seed, 0.030 + seed / 1000) for seed in seeds],
                    labels[-4]: [fake_report(seed, 0.020 + seed / 1000) for seed in seeds]}
-        return reports, [f"{config} seed {seed}" for _, config, _ in rows[2:-4] + rows[-3:] for seed in seeds]
+        return reports, [f"{config} seed {seed}" for _, config in rows[2:-4] + rows[-3:] for seed in seeds]
 
     monkeypatch.setattr(script, "collect", fake_collect)
     monkeypatch.setattr(script, "setup", lambda: None)

@@ -186,10 +186,10 @@ def test_real_data_smoke(tmp_path, monkeypatch):
 
 
 def test_end_to_end_tiny_myntra_through_the_script(tmp_path, isolated_dirs, monkeypatch):
-    """scripts/train_image_tower.py on a 48-product fake Myntra: report, checkpoint, cached features."""
+    """scripts/run.py (image tower kind) on a 48-product fake Myntra: report, checkpoint, cached features."""
     import json
 
-    from scripts.train_image_tower import main
+    from scripts.run import main
 
     root = tmp_path / "data"
     (root / "myntra").mkdir(parents=True)
@@ -204,10 +204,10 @@ def test_end_to_end_tiny_myntra_through_the_script(tmp_path, isolated_dirs, monk
             archive.writestr(f"{index}.jpg", _jpeg(COLOURS[index % 4]) if index != 5 else b"broken")
     monkeypatch.setenv("MMQ_DATA_DIR", str(root))
     config = tmp_path / "tiny.yaml"
-    config.write_text("tower: {embed_dim: 16, image_size: 32, width: 8}\n"
+    config.write_text("kind: image_tower\ntower: {embed_dim: 16, image_size: 32, width: 8}\n"
                       "myntra: {valid_size: 10, test_size: 12, epochs: 1, batch_size: 16, warmup_steps: 1}\n"
                       "stages: [myntra]\nfeature_datasets: [[myntra, -1, myntra]]\nnum_threads: 1\n")
-    assert main(["--config", str(config), "--no-progress"]) == 0
+    assert main([str(config), "--no-progress"]) == 0
     report = json.loads(next((isolated_dirs / "checkpoints").rglob("report.json")).read_text())
     stage = report["metrics"]["stages"]["myntra"]
     assert stage["image_read_report"]["counts"] == {"unreadable": 1}

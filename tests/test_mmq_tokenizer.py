@@ -11,7 +11,7 @@ import torch
 
 from mmq.mmq_tokenizer import ExpertCodebooks, MMQConfig, MMQModel, MMQTokenizer
 from mmq.mmq_tokenizer.losses import orthogonality_loss
-from mmq.tokenizers.base import Tokenizer, quality_report
+from mmq.semantic_ids.base import Tokenizer, quality_report
 
 torch.set_num_threads(1)
 DIMS = {"text": 12, "image": 7}  # odd, unequal modality widths
@@ -194,16 +194,16 @@ def test_bad_input_raises_clear_value_error(fitted, data):
 
 def test_end_to_end_script_run(isolated_dirs, data, monkeypatch):
     from mmq.mmq_tokenizer import experiment
-    from scripts import train_mmq_stage1
+    from scripts.run import main
 
     monkeypatch.setattr(experiment, "load_item_modalities",
                         lambda config: (data, {"dataset": "synthetic", "num_items": 120}))
     config_path = isolated_dirs / "tiny_mmq.yaml"
-    config_path.write_text(json.dumps({"method": "mmq", "mmq": {
+    config_path.write_text(json.dumps({"kind": "mmq_tokenizer", "mmq": {
         **{key: value for key, value in dataclasses.asdict(TINY).items()
            if key in ("codebook_size", "code_dim", "gate_hidden_dim", "num_steps", "batch_size", "restart_every")},
         "decoder_hidden_dims": [16], "progress": False}}))
-    assert train_mmq_stage1.main(["--config", str(config_path), "--seeds", "0"]) == 0
+    assert main([str(config_path), "--seeds", "0"]) == 0
     run = isolated_dirs / "checkpoints" / "tiny_mmq" / "seed0"
     report = json.loads((run / "report.json").read_text())
     assert (run / "DONE").exists() and (run / "tokenizer" / "model.pt").exists()

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from mmq.finetune.soft_index import SidEmbedding, one_hot_codes, soft_straight_through
-from mmq.finetune.sources import FrozenCodes, MMQCodes, NoCodes, RQVAECodes
+from baselines.sid_tokenizers.stage2 import RQVAECodes
+from mmq.finetune.sources import FrozenCodes, MMQCodes, NoCodes
 from mmq.mmq_tokenizer.config import MMQConfig
 from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
 from mmq.ranking.ppnet import PPNet, PPNetConfig
@@ -85,7 +86,7 @@ def test_downstream_loss_alone_reaches_the_experts_through_soft_indices(fitted_m
 
 
 def test_rq_vae_source_matches_the_tokenizer_and_trains_the_encoder():
-    from mmq.tokenizers.modality import make_modality_tokenizer
+    from baselines.sid_tokenizers.modality import make_modality_tokenizer
 
     data = modality_data()
     tokenizer = make_modality_tokenizer("ma", "rq_vae", code_length=3, codebook_size=8, num_steps=30, batch_size=32,
@@ -175,17 +176,19 @@ def fake_mmq_world(directory, monkeypatch, dataset, data):
     import mmq.data
     from mmq.generative import experiment as generative_experiment
     from mmq.mmq_tokenizer import experiment as tokenizer_experiment
-    from mmq.mmq_tokenizer import inputs as tokenizer_inputs
+    from mmq.features import modalities as tokenizer_inputs
+    from mmq.finetune import runs as finetune_runs
     import mmq.ranking.experiment  # noqa: F401
-    import mmq.tokenizers.experiment  # noqa: F401
+    import baselines  # noqa: F401
 
     monkeypatch.setattr(mmq.data, "load_dataset", lambda name, kcore=None: dataset)
     monkeypatch.setattr(generative_experiment, "load_dataset", lambda name, kcore=None: dataset)
     fake_inputs = lambda config: (data, {"dataset": "synthetic", "num_items": len(data["text"])})  # noqa: E731
     monkeypatch.setattr(tokenizer_experiment, "load_item_modalities", fake_inputs)
     monkeypatch.setattr(tokenizer_inputs, "load_item_modalities", fake_inputs)
+    monkeypatch.setattr(finetune_runs, "load_item_modalities", fake_inputs)
     sid_config = directory / "tiny_mmq.yaml"
-    sid_config.write_text(json.dumps({"method": "mmq", "mmq": {
+    sid_config.write_text(json.dumps({"kind": "mmq_tokenizer", "mmq": {
         key: value for key, value in dataclasses.asdict(TINY).items()
         if key in ("codebook_size", "code_dim", "gate_hidden_dim", "decoder_hidden_dims", "num_steps", "batch_size",
                    "restart_every", "progress")}}))
@@ -193,10 +196,9 @@ def fake_mmq_world(directory, monkeypatch, dataset, data):
 
 
 def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, monkeypatch):
-    from mmq.generative.experiment import load_semantic_ids
-    from mmq.tokenizers.experiment import run_semantic_id_config
     from mmq.config import ConfigError
-    from mmq.ranking.experiment import run_or_load
+    from mmq.generative.experiment import load_semantic_ids
+    from mmq.registry import run_or_load, semantic_id_run
 
     dataset, data = synthetic_dataset()
     sid_config = fake_mmq_world(isolated_dirs, monkeypatch, dataset, data)
@@ -207,7 +209,7 @@ def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, 
                         "frozen": {"item_features": "id+sid", "semantic_ids": str(sid_config)},
                         "finetuned": {"item_features": "id+sid", "semantic_ids": str(sid_config), "finetune": True}}.items():
         path = isolated_dirs / f"rank_{name}.yaml"
-        path.write_text(json.dumps({**common, **extra}))
+        path.write_text(json.dumps({"kind": "ranking", **common, **extra}))
         reports[name] = run_or_load(path, 0, progress=False)["metrics"]
     for metrics in reports.values():
         assert 0.0 <= metrics["test"]["auc"] <= 1.0 and metrics["training"]["epochs_run"] == 3
@@ -229,11 +231,11 @@ def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, 
     np.testing.assert_array_equal(table, finetuned)
     assert digest == info["semantic_id_table"]["sha256"]
     with pytest.raises(ValueError, match="finetune: true"):
-        run_semantic_id_config(isolated_dirs / "rank_frozen.yaml", 0)
+        semantic_id_run(isolated_dirs / "rank_frozen.yaml", 0)
     bad = isolated_dirs / "bad.yaml"
     for text, message in [("item_features: sid\n", "semantic_ids"), ("finetune: true\n", "finetune"),
                           ("ppnet: {depth: 3}\n", "depth")]:
-        bad.write_text(text)
+        bad.write_text("kind: ranking\n" + text)
         with pytest.raises((ConfigError, ValueError), match=message):
             run_or_load(bad, 0)
 

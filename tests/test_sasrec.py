@@ -100,13 +100,13 @@ def test_checkpoint_round_trip_gives_identical_scores(tmp_path):
 def _tiny_config(folder, epochs: int = 3) -> str:
     config = folder / "experiments" / "tiny_sasrec.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text("dataset: beauty\nkcore: 0\nmax_history: 5\nhidden_size: 8\nnum_heads: 2\n"
+    config.write_text("kind: sasrec\ndataset: beauty\nkcore: 0\nmax_history: 5\nhidden_size: 8\nnum_heads: 2\n"
                       f"feedforward_size: 16\nbatch_size: 16\nepochs: {epochs}\neval_every: 2\ncpu: true\n")
     return str(config)
 
 
 def test_end_to_end_run_writes_report_resumes_and_skips(isolated_dirs, monkeypatch):
-    from baselines.sasrec.experiment import run_or_load
+    from mmq.registry import run_or_load
 
     write_tiny_beauty(isolated_dirs / "data")
     monkeypatch.setenv("MMQ_DATA_DIR", str(isolated_dirs / "data"))
@@ -134,10 +134,10 @@ def test_end_to_end_run_writes_report_resumes_and_skips(isolated_dirs, monkeypat
 
 
 def test_unknown_config_key_raises(isolated_dirs):
-    from baselines.sasrec.experiment import run_or_load
+    from mmq.registry import run_or_load
     from mmq.config import ConfigError
 
     config = isolated_dirs / "bad.yaml"
-    config.write_text("dataset: beauty\nnum_blocks: 3\n")
+    config.write_text("kind: sasrec\ndataset: beauty\nnum_blocks: 3\n")
     with pytest.raises(ConfigError, match="num_blocks"):
         run_or_load(config, 0)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mmq.tokenizers import (
+from baselines.sid_tokenizers import (
     ModalityAlignedTokenizer,
     ModalitySeparatedTokenizer,
     OPQTokenizer,
@@ -14,18 +14,14 @@ from mmq.tokenizers import (
     RQVAETokenizer,
     RQVAEOutput,
     ResidualQuantizer,
-    append_dedup_digit,
     balanced_assignment,
-    dedup_report,
     load_tokenizer,
     make_modality_tokenizer,
     make_tokenizer,
-    quality_report,
-    sid_collision_rate,
-    sid_table_hash,
     split_code_length,
 )
-from mmq.tokenizers.opq import pack_codes, unpack_codes
+from mmq.semantic_ids import append_dedup_digit, dedup_report, quality_report, sid_collision_rate, sid_table_hash
+from baselines.sid_tokenizers.opq import pack_codes, unpack_codes
 
 NUM_ITEMS, DIM, CODEBOOK = 613, 23, 16  # odd sizes; DIM not a multiple of 3 (OPQ pads)
 TINY_VAE = dict(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -114,6 +115,11 @@ def run_dense_retrieval(config: DenseRetrievalConfig, seed: int) -> dict[str, An
         "faiss_threads": faiss.omp_get_max_threads(),
         "num_queries": int(len(test_target)),
     }
+
+
+def run(config: DenseRetrievalConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:
+    """Registry runner of the ``dense_retrieval`` kind."""
+    return run_dense_retrieval(config, seed)
 
 
 def _with_search_overrides(spec: IndexSpec, config: DenseRetrievalConfig) -> IndexSpec:

@@ -102,16 +102,6 @@ def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress
     }
 
 
-def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run SASRec for a YAML config unless its run folder is done; return the report."""
-    from mmq.config import load_config
-    from mmq.runs import experiment_name, start_run
-
-    config = load_config(SASRecConfig, config_path)
-    run = start_run(experiment_name(config_path), seed, config, force=force)
-    if force:  # a forced rerun starts from scratch instead of resuming the old state
-        for name in ("state.pt", "best.pt"):
-            (run.directory / name).unlink(missing_ok=True)
-    if not run.done:
-        run.finish(run_sasrec(config, seed, run.directory, progress=progress))
-    return run.load_report()
+def run(config: SASRecConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:
+    """Registry runner of the ``sasrec`` kind (a forced rerun starts fresh: the registry deletes its state)."""
+    return run_sasrec(config, seed, directory, progress=progress)

@@ -15,41 +15,37 @@ from typing import Any
 import numpy as np
 
 from mmq import artifacts
-from mmq.finetune.sources import MMQCodes, RQVAECodes
-from mmq.runs import checkpoints_root, experiment_name
+from mmq.features.modalities import load_item_modalities
+from mmq import registry
+from mmq.semantic_ids.base import quality_report
+from mmq.semantic_ids.dedup import append_dedup_digit, dedup_report, sid_table_hash
 
 
 def stage1_run(config_path: str, seed: int) -> tuple[dict[str, Any], Path]:
     """Report and run folder of the SID run of ``config_path`` for ``seed`` (built if missing)."""
-    from mmq.tokenizers.experiment import run_semantic_id_config
-
-    report = run_semantic_id_config(config_path, seed)
-    return report, checkpoints_root() / experiment_name(config_path) / f"seed{seed}"
+    return registry.semantic_id_run(config_path, seed), registry.run_directory(config_path, seed)
 
 
 def live_source(config_path: str, run_directory: Path, stage1_codes: np.ndarray, tau: float):
-    """A trainable source from a finished SID run, plus its tokenizer and content embeddings."""
-    from mmq.config import load_config
-    from mmq.mmq_tokenizer.experiment import MultimodalTokenizerConfig
-    from mmq.mmq_tokenizer.inputs import load_item_modalities
-    from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
-    from mmq.tokenizers.base import read_tokenizer_json
-    from mmq.tokenizers.modality import ModalityAlignedTokenizer, load_tokenizer
+    """A trainable source from a finished SID run, plus its tokenizer and content embeddings.
 
-    sid_config = load_config(MultimodalTokenizerConfig, config_path)
-    embeddings, _ = load_item_modalities(sid_config.inputs)
-    kind = read_tokenizer_json(run_directory / "tokenizer")["kind"]
-    if kind == "mmq":
-        tokenizer = MMQTokenizer.load(run_directory / "tokenizer")
-        source = MMQCodes(tokenizer.model, tokenizer.prepare(embeddings), tau)
-    else:
-        tokenizer = load_tokenizer(run_directory / "tokenizer")
-        if not (isinstance(tokenizer, ModalityAlignedTokenizer) and tokenizer.method == "rq_vae"):
-            raise ValueError(f"{config_path}: behavior fine-tuning needs an MMQ or MA-RQ-VAE tokenizer "
-                             f"(k-means / OPQ codebooks and MS wrappers have no trainable lookup); got {kind}")
-        prepared = tokenizer.prepare(embeddings)
-        concatenated = np.concatenate([prepared[name] for name in tokenizer.modalities], axis=1)
-        source = RQVAECodes(tokenizer.tokenizer.model, concatenated, tau)
+    The tokenizer is loaded through the registry (any kind) and asked for its ``stage2_source``:
+    MMQ and the MA-RQ-VAE baseline provide one; a tokenizer without a trainable lookup does not.
+    """
+    _, sid_config = registry.load_experiment(config_path)
+    inputs = getattr(sid_config, "inputs", None)
+    if inputs is None:
+        raise ValueError(f"{config_path}: behavior fine-tuning needs a multimodal SID run (MMQ or MA-RQ-VAE)")
+    embeddings, _ = load_item_modalities(inputs)
+    tokenizer = registry.load_tokenizer(run_directory / "tokenizer")
+    if not hasattr(tokenizer, "stage2_source"):
+        raise ValueError(f"{config_path}: behavior fine-tuning needs an MMQ or MA-RQ-VAE tokenizer "
+                         f"(k-means / OPQ codebooks and MS wrappers have no trainable lookup); got "
+                         f"{type(tokenizer).__name__}")
+    try:
+        source = tokenizer.stage2_source(embeddings, tau)
+    except ValueError as error:
+        raise ValueError(f"{config_path}: {error}") from None
     if not np.array_equal(source.codes(), stage1_codes):
         raise ValueError(f"{run_directory}: the saved tokenizer does not reproduce its semantic_ids.npy on the "
                          "current content features (stale feature cache?); rebuild the SID run")
@@ -58,9 +54,6 @@ def live_source(config_path: str, run_directory: Path, stage1_codes: np.ndarray,
 
 def save_finetuned(tokenizer, source, embeddings, stage1_codes: np.ndarray, directory: Path) -> dict[str, Any]:
     """Re-derive SIDs with the fine-tuned tokenizer; save it, the table and its quality."""
-    from mmq.tokenizers.base import quality_report
-    from mmq.tokenizers.dedup import append_dedup_digit, dedup_report, sid_table_hash
-
     source.eval()
     codes = source.codes()
     table = append_dedup_digit(codes)

@@ -7,10 +7,9 @@ and, when it is trainable, to the tokenizer's stage-2 regularisers (unweighted L
 - :class:`FrozenCodes`: a stage-1 SID table (no gradient), the "w/o behavior fine-tuning" rows.
 - :class:`MMQCodes`: MMQ stage 1 weights, indices from per-expert cosine logits through the soft
   straight-through estimator; L_recon and L_aux from the MMQ network itself.
-- :class:`RQVAECodes`: an MA-RQ-VAE (one RQ-VAE on the normalised concatenation); level ``l``'s
-  logits are ``-||r_l - c||^2`` ([choice]: RQ-VAE looks codes up by L2, so its soft index uses
-  negative squared distances where MMQ uses cosines; the hard forward pass is unchanged), the
-  residual passes on ``r_l - ind_l @ C_l``; L_recon from the RQ-VAE decoder, no L_aux.
+- :class:`LiveTokenizerSource`: the base of trainable sources; a tokenizer that supports stage 2
+  returns one from ``stage2_source(embeddings, tau)`` (MMQ: :class:`MMQCodes`; the MA-RQ-VAE
+  baseline: ``baselines.sid_tokenizers.stage2.RQVAECodes``).
 
 Content encoders (MiniLM, the image tower) stay frozen: sources hold their cached outputs.
 """
@@ -24,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from mmq.finetune.soft_index import one_hot_codes, soft_straight_through
-from mmq.tokenizers.rq_vae_model import squared_distances
 
 
 class SourceOutput(NamedTuple):
@@ -74,8 +72,8 @@ class FrozenCodes(nn.Module):
         return self.table.numpy().copy()
 
 
-class _LiveTokenizer(nn.Module):
-    """Shared parts of trainable sources: cached item inputs as buffers, ``tau``, hard codes."""
+class LiveTokenizerSource(nn.Module):
+    """Base of trainable sources: cached item inputs as buffers, ``tau``, hard codes (subclass: ``forward``)."""
 
     trainable = True
 
@@ -107,7 +105,7 @@ class _LiveTokenizer(nn.Module):
         return torch.cat(rows).cpu().numpy().astype(np.int64)
 
 
-class MMQCodes(_LiveTokenizer):
+class MMQCodes(LiveTokenizerSource):
     """MMQ stage-1 network fine-tuned through soft indices (cosine logits per expert)."""
 
     def __init__(self, model: nn.Module, inputs: Mapping[str, np.ndarray], tau: float) -> None:
@@ -123,32 +121,3 @@ class MMQCodes(_LiveTokenizer):
         return SourceOutput(soft_straight_through(output.logits, self.tau),  # [n, E, K]
                             {"reconstruction": output.losses["reconstruction"],
                              "auxiliary": output.losses["auxiliary"]})
-
-
-class RQVAECodes(_LiveTokenizer):
-    """An RQ-VAE (on the concatenated normalised modalities) fine-tuned through soft indices."""
-
-    def __init__(self, model: nn.Module, inputs: np.ndarray, tau: float) -> None:
-        super().__init__({"concatenated": inputs}, tau)
-        self.model = model
-        quantizer = model.quantizer
-        self.codebook_sizes = (quantizer.codebook_size,) * quantizer.num_levels
-
-    def forward(self, items: Tensor, *, with_losses: bool = False) -> SourceOutput:
-        inputs = self.batch(items)["concatenated"]
-        latent = self.model.encoder(inputs)
-        codebooks = self.model.quantizer.codebooks  # [L, K, d]
-        residual, quantized, indices = latent, torch.zeros_like(latent), []
-        for level in range(codebooks.shape[0]):
-            level_indices = soft_straight_through(-squared_distances(residual, codebooks[level]), self.tau)
-            selected = level_indices @ codebooks[level]  # the hard code vector in the forward pass
-            indices.append(level_indices)
-            quantized, residual = quantized + selected, residual - selected
-        indices = torch.stack(indices, dim=1)
-        if not with_losses:
-            return SourceOutput(indices, {})
-        # the RQ-VAE's own L_recon (decoder on z + sg(z_q - z)), computed here so that no EMA
-        # codebook update of the quantizer's training forward runs during fine-tuning
-        reconstruction = self.model.decoder(latent + (quantized - latent).detach())
-        return SourceOutput(indices, {"reconstruction": (reconstruction - inputs).square().sum(dim=1).mean(),
-                                      "auxiliary": inputs.new_zeros(())})

@@ -19,8 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmq import registry
 from mmq.data import load_dataset
 from mmq.data.splits import leave_one_out
+from mmq.finetune.runs import live_source, save_finetuned
 from mmq.generative.causal import CausalSidRecommender
 from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer, load_resized
 from mmq.generative.sid_trie import SemanticIdTrie
@@ -28,7 +30,8 @@ from mmq.generative.t5_backbone import T5SidRecommender
 from mmq.generative.train import TrainingConfig, evaluate_split, fit, item_codes_lookup
 from mmq.recommenders.sequences import next_item_samples, training_windows
 from mmq.runs import REPOSITORY_ROOT, checkpoints_root, experiment_name
-from mmq.tokenizers.dedup import sid_table_hash
+from mmq.semantic_ids.base import load_torch_state
+from mmq.semantic_ids.dedup import sid_table_hash
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,15 +92,13 @@ def load_semantic_ids(config_path: str, seed: int) -> tuple[np.ndarray, str]:
 
     Any SID config works: text-only tokenizers, multimodal MA/MS baselines and MMQ stage 1.
     """
-    from mmq.tokenizers.experiment import run_semantic_id_config
-
     path = Path(config_path)
     if not path.is_absolute():
         path = REPOSITORY_ROOT / path
     if not path.exists():
         raise FileNotFoundError(f"semantic_ids config {config_path} not found")
     name = experiment_name(path)
-    report = run_semantic_id_config(path, seed)
+    report = registry.semantic_id_run(path, seed)
     table = report["metrics"]["semantic_id_table"]
     semantic_ids = np.load(checkpoints_root() / name / f"seed{seed}" / table["path"])
     digest = sid_table_hash(semantic_ids)
@@ -150,8 +151,6 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
     device = next(model.parameters()).device
     finetuned = None
     if joint is not None:  # evaluate with the SIDs the chosen tokenizer derives, and save them
-        from mmq.finetune.runs import save_finetuned
-
         tokenizer, embeddings, stage1_codes = stage1
         finetuned = save_finetuned(tokenizer, joint.source, embeddings, stage1_codes, directory)
         semantic_ids = np.load(directory / "semantic_ids.npy")  # the table the chosen epoch validated with
@@ -182,15 +181,13 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
 
 def _initialise(model: torch.nn.Module, config: GenerativeConfig, seed: int, digest: str) -> dict[str, Any]:
     """Load the chosen weights of ``init_from``'s run (same seed, same starting SIDs) into ``model``."""
-    from mmq.tokenizers.base import load_torch_state
-
-    report = run_or_load(config.init_from, seed, progress=False)
+    report = registry.run_or_load(config.init_from, seed, progress=False)
     if report["metrics"]["semantic_ids"]["sha256"] != digest:
         raise ValueError(f"init_from {config.init_from} seed {seed} was trained on other SIDs than {config.semantic_ids}")
     weights = checkpoints_root() / experiment_name(config.init_from) / f"seed{seed}" / "best.pt"
     if not weights.exists():
         raise FileNotFoundError(f"{weights} is missing (weights are not committed): rerun {config.init_from} "
-                                f"seed {seed} first: mmq.generative.experiment.run_or_load(config, seed, force=True)")
+                                f"seed {seed} first: python scripts/run.py {config.init_from} --seeds {seed} --force")
     resized = load_resized(model, load_torch_state(weights))
     return {"config": config.init_from, "seed": seed, "best_epoch": report["metrics"]["training"]["best_epoch"],
             "valid_ndcg@10": report["metrics"]["valid"]["ndcg@10"], "resized": resized}
@@ -198,8 +195,6 @@ def _initialise(model: torch.nn.Module, config: GenerativeConfig, seed: int, dig
 
 def _joint_tokenizer(config: GenerativeConfig, semantic_ids: np.ndarray, tokenizer_seed: int):
     """The live tokenizer of the SID run (checked to reproduce its table) wrapped for joint training."""
-    from mmq.finetune.runs import live_source
-
     run_directory = checkpoints_root() / experiment_name(config.semantic_ids) / f"seed{tokenizer_seed}"  # built above
     stage1_codes = semantic_ids[:, :-1]  # the semantic codes; the de-dup digit is recomputed, not learned
     source, tokenizer, embeddings = live_source(config.semantic_ids, run_directory, stage1_codes,
@@ -208,9 +203,6 @@ def _joint_tokenizer(config: GenerativeConfig, semantic_ids: np.ndarray, tokeniz
     return JointTokenizer(source, config.finetuning, capacity), (tokenizer, embeddings, stage1_codes)
 
 
-def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run ``run_generative`` for a YAML config unless its run folder is done; return the report."""
-    from mmq.runs import run_or_load_config
-
-    return run_or_load_config(GenerativeConfig, config_path, seed, force=force, runner=lambda config, seed, directory:
-                              run_generative(config, seed, directory, progress=progress))
+def run(config: GenerativeConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:
+    """Registry runner of the ``generative`` kind."""
+    return run_generative(config, seed, directory, progress=progress)

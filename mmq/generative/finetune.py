@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mmq.generative.sid_trie import SemanticIdTrie
-from mmq.tokenizers.dedup import dedup_digits
+from mmq.semantic_ids.dedup import dedup_digits
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,10 +1,8 @@
 """Generative-retrieval tables (Beauty, MovieLens): our runs (mean ± std over seeds) beside any
-paper / peer rows, plus the shared collect / command-line / output steps of their scripts."""
+paper / peer rows, plus the shared output step of their scripts (runs are collected by :mod:`mmq.tables`)."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import math
 from pathlib import Path
 from typing import Sequence
@@ -13,38 +11,6 @@ from mmq.tables import format_value, markdown_grid, metric_row, write_table
 
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 GAP_METRIC = "ndcg@10"
-# a table row: (label, config path, runner module with ``run_or_load(config, seed, force=...)``)
-TableRow = tuple[str, str, str]
-
-
-def parse_arguments(description: str, argv: list[str] | None = None) -> argparse.Namespace:
-    """The table scripts' options: ``--seeds``, ``--no-train``, ``--force``, ``--output-dir``."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--no-train", action="store_true", help="never train; leave out missing runs")
-    parser.add_argument("--force", action="store_true")
-    parser.add_argument("--output-dir", type=Path, default=None)
-    return parser.parse_args(argv)
-
-
-def collect(rows: Sequence[TableRow], seeds: Sequence[int], *, no_train: bool,
-            force: bool) -> tuple[dict[str, list[dict]], list[str]]:
-    """Reports per row label (running missing seeds unless ``no_train``) and the missing runs."""
-    from mmq.runs import checkpoints_root, experiment_name
-
-    reports, missing = {}, []
-    for label, config, module in rows:
-        run_or_load = importlib.import_module(module).run_or_load
-        found = []
-        for seed in seeds:
-            done = (checkpoints_root() / experiment_name(config) / f"seed{seed}" / "DONE").exists()
-            if no_train and not done:
-                missing.append(f"{config} seed {seed}")
-                continue
-            found.append(run_or_load(config, seed, force=force))  # a finished run is only read
-        if found:
-            reports[label] = found
-    return reports, missing
 
 
 def table_rows(table: str, dataset: str, reports: dict[str, list[dict]]) -> list[dict]:
@@ -56,11 +22,6 @@ def mean_train_seconds(reports: dict[str, list[dict]]) -> dict[str, float]:
     """Mean training seconds per run of each method (generative and SASRec reports alike)."""
     return {label: sum(run["metrics"].get("training", run["metrics"])["train_seconds"] for run in runs) / len(runs)
             for label, runs in reports.items()}
-
-
-def missing_note(missing: Sequence[str]) -> list[str]:
-    """The note naming the runs left out (none when nothing is missing)."""
-    return ["Missing runs (left out): " + "; ".join(missing) + "."] if missing else []
 
 
 def _test_row(ours: Sequence[dict], label: str, metric: str) -> dict | None:

@@ -25,7 +25,7 @@ from mmq.generative.beam_search import beam_search
 from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.recommenders.evaluation import drop_history_items, next_item_metrics
 from mmq.recommenders.sequences import iterate_batches, length_bucketed_batches, pad_histories
-from mmq.tokenizers.base import load_torch_state, save_torch_state
+from mmq.semantic_ids.base import load_torch_state, save_torch_state
 
 LOGGER = logging.getLogger(__name__)
 SELECTION_METRIC = "ndcg@10"

@@ -106,3 +106,8 @@ def run_image_tower_experiment(config: ImageTowerExperimentConfig, directory: Pa
             "num_valid": int(features.valid.sum()), "checkpoint": str(checkpoint),
             "encode_images_per_second": meta["images_per_second"]}
     return metrics
+
+
+def run(config: ImageTowerExperimentConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:
+    """Registry runner of the ``image_tower`` kind."""
+    return run_image_tower_experiment(config, directory, seed, progress=progress)

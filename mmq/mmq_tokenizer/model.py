@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from mmq.mmq_tokenizer.config import MMQConfig
 from mmq.mmq_tokenizer.experts import ExpertGroup, ModalityGate
-from mmq.tokenizers.rq_vae_model import mlp as decoder_mlp  # Dec and the auxiliary Dec_m
+from mmq.semantic_ids.layers import mlp as decoder_mlp  # Dec and the auxiliary Dec_m
 from mmq.mmq_tokenizer.losses import (auxiliary_loss, codebook_loss, commitment_loss, gate_balance_loss,
                                       orthogonality_loss, reconstruction_loss, stage1_objective)
 from mmq.mmq_tokenizer.quantizer import ExpertCodebooks

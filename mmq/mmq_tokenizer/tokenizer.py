@@ -1,4 +1,4 @@
-"""MMQ stage-1 tokenizer behind the shared :class:`~mmq.tokenizers.base.Tokenizer` protocol.
+"""MMQ stage-1 tokenizer behind the shared :class:`~mmq.semantic_ids.base.Tokenizer` protocol.
 
 Takes the same dict inputs as the MA/MS wrappers (``{"text": [n, d_t], "image": [n, d_v]}``),
 so it drops into every tokenizer-quality table beside them. SID = the codes of all experts in
@@ -22,15 +22,16 @@ import numpy as np
 import torch
 
 from mmq.config import from_dict, to_dict
+from mmq.finetune.sources import MMQCodes
 from mmq.mmq_tokenizer.config import MMQConfig
 from mmq.mmq_tokenizer.model import MMQModel
 from mmq.mmq_tokenizer.train import INFERENCE_CHUNK, train_stage1
-from mmq.tokenizers.base import (load_torch_state, read_tokenizer_json, require_fitted, save_torch_state,
+from mmq.semantic_ids.base import (load_torch_state, read_tokenizer_json, require_fitted, save_torch_state,
                                  validate_codes, write_tokenizer_json)
-from mmq.tokenizers.modality import _ModalityTokenizer
+from mmq.semantic_ids.modalities import ModalityInputs
 
 
-class MMQTokenizer(_ModalityTokenizer):
+class MMQTokenizer(ModalityInputs):
     """Shared-specific mixture-of-quantization tokenizer (stage 1 of MMQ)."""
 
     kind = "mmq"
@@ -117,6 +118,10 @@ class MMQTokenizer(_ModalityTokenizer):
             for name, value in self.model(batch).losses.items() if name in ("reconstruction", "auxiliary")})
         num_items = next(iter(self.prepare(embeddings).values())).shape[0]
         return {f"{name}_gated": sum(output[name] for output in outputs) / num_items for name in outputs[0]}
+
+    def stage2_source(self, embeddings: Mapping[str, np.ndarray], tau: float) -> MMQCodes:
+        """The trainable stage-2 source over ``embeddings`` (MMQ stage 2: soft indices from cosine logits)."""
+        return MMQCodes(self.model, self.prepare(embeddings), tau)
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write ``model.pt`` and ``tokenizer.json`` (config, input dims, training log)."""

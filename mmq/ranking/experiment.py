@@ -100,9 +100,6 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
     return metrics
 
 
-def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run ``run_ranking`` for a YAML config unless its run folder is done; return the report."""
-    from mmq.runs import run_or_load_config
-
-    return run_or_load_config(RankingConfig, config_path, seed, force=force, runner=lambda config, seed, directory:
-                              run_ranking(config, seed, directory, progress=progress))
+def run(config: RankingConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:
+    """Registry runner of the ``ranking`` kind."""
+    return run_ranking(config, seed, directory, progress=progress)

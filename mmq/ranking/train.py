@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from mmq.metrics import auc, gauc
 from mmq.ranking.data import RankingData, RankingSplit
-from mmq.tokenizers.base import load_torch_state, save_torch_state
+from mmq.semantic_ids.base import load_torch_state, save_torch_state
 
 LOGGER = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from mmq.tokenizers.base import (
+from mmq.semantic_ids.base import (
     load_array,
     read_tokenizer_json,
     require_fitted,

@@ -21,16 +21,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mmq.tokenizers.base import (
-    read_tokenizer_json,
-    require_fitted,
-    validate_codes,
-    validate_embeddings,
-    write_tokenizer_json,
-)
-from mmq.tokenizers.opq import OPQTokenizer
-from mmq.tokenizers.rq_kmeans import RQKMeansTokenizer
-from mmq.tokenizers.rq_vae import RQVAETokenizer
+from mmq.semantic_ids.base import read_tokenizer_json, require_fitted, validate_codes, write_tokenizer_json
+from mmq.semantic_ids.modalities import ModalityInputs
+from baselines.sid_tokenizers.opq import OPQTokenizer
+from baselines.sid_tokenizers.rq_kmeans import RQKMeansTokenizer
+from baselines.sid_tokenizers.rq_vae import RQVAETokenizer
+from baselines.sid_tokenizers.stage2 import RQVAECodes
 
 TOKENIZER_CLASSES = {cls.kind: cls for cls in (RQVAETokenizer, RQKMeansTokenizer, OPQTokenizer)}
 CODE_LENGTH_ARGUMENT = {"rq_vae": "num_levels", "rq_kmeans": "num_levels", "opq": "num_subspaces"}
@@ -57,41 +53,7 @@ def split_code_length(code_length: int, num_modalities: int) -> tuple[int, ...]:
     return tuple(base + (index < remainder) for index in range(num_modalities))
 
 
-def l2_normalise(embeddings: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-class _ModalityTokenizer:
-    """Shared input handling: modality order, per-modality validation and normalisation."""
-
-    def __init__(self, *, modalities: Sequence[str], normalise: bool) -> None:
-        if len(modalities) == 0 or len(set(modalities)) != len(modalities):
-            raise ValueError(f"modalities must be distinct and non-empty, got {modalities}")
-        self.modalities = tuple(modalities)
-        self.normalise = normalise
-        self.dims: dict[str, int] | None = None  # per-modality input dims, set by fit
-
-    def prepare(self, embeddings: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Validated (and, if enabled, L2-normalised) modality arrays in ``modalities`` order."""
-        if not isinstance(embeddings, Mapping):
-            raise ValueError(f"expected a dict of modality embeddings, got {type(embeddings).__name__}")
-        missing = [name for name in self.modalities if name not in embeddings]
-        if missing:
-            raise ValueError(f"missing modalities {missing}; got {sorted(embeddings)}")
-        prepared = {}
-        for name in self.modalities:
-            expected = self.dims[name] if self.dims is not None else None
-            array = validate_embeddings(embeddings[name], expected_dim=expected, name=name)
-            prepared[name] = l2_normalise(array) if self.normalise else array
-        counts = {name: array.shape[0] for name, array in prepared.items()}
-        if len(set(counts.values())) != 1:
-            raise ValueError(f"modalities disagree on the number of items: {counts}")
-        return prepared
-
-
-class ModalityAlignedTokenizer(_ModalityTokenizer):
+class ModalityAlignedTokenizer(ModalityInputs):
     """MA: normalise each modality, concatenate, one tokenizer of the full code length."""
 
     kind = "modality_aligned"
@@ -141,6 +103,15 @@ class ModalityAlignedTokenizer(_ModalityTokenizer):
         boundaries = np.cumsum([self.dims[name] for name in self.modalities])[:-1]
         return dict(zip(self.modalities, np.split(reconstruction, boundaries, axis=1)))
 
+    def stage2_source(self, embeddings: Mapping[str, np.ndarray], tau: float) -> RQVAECodes:
+        """The trainable stage-2 source (MMQ's behavior fine-tuning plugged into MA-RQ-VAE)."""
+        if self.method != "rq_vae":
+            raise ValueError(f"behavior fine-tuning needs a learned lookup; MA-{self.method} has none "
+                             "(k-means / OPQ codebooks are not trained by gradients)")
+        prepared = self.prepare(embeddings)
+        concatenated = np.concatenate([prepared[name] for name in self.modalities], axis=1)
+        return RQVAECodes(self.tokenizer.model, concatenated, tau)
+
     def save(self, directory: str | os.PathLike) -> None:
         """Write ``tokenizer.json`` and the inner tokenizer under ``directory/inner``."""
         require_fitted(self.dims is not None, self)
@@ -162,13 +133,13 @@ class ModalityAlignedTokenizer(_ModalityTokenizer):
         payload = read_tokenizer_json(directory, cls.kind)
         inner = TOKENIZER_CLASSES[payload["method"]].load(Path(directory) / "inner")
         wrapper = cls.__new__(cls)
-        _ModalityTokenizer.__init__(wrapper, modalities=payload["modalities"], normalise=payload["normalise"])
+        ModalityInputs.__init__(wrapper, modalities=payload["modalities"], normalise=payload["normalise"])
         wrapper.method, wrapper.hyper, wrapper.tokenizer = payload["method"], {}, inner
         wrapper.dims = {name: int(dim) for name, dim in payload["dims"].items()}
         return wrapper
 
 
-class ModalitySeparatedTokenizer(_ModalityTokenizer):
+class ModalitySeparatedTokenizer(ModalityInputs):
     """MS: one tokenizer per modality, code length split across modalities, codes concatenated."""
 
     kind = "modality_separated"
@@ -253,7 +224,7 @@ class ModalitySeparatedTokenizer(_ModalityTokenizer):
         """Rebuild from :meth:`save` output."""
         payload = read_tokenizer_json(directory, cls.kind)
         wrapper = cls.__new__(cls)
-        _ModalityTokenizer.__init__(wrapper, modalities=payload["modalities"], normalise=payload["normalise"])
+        ModalityInputs.__init__(wrapper, modalities=payload["modalities"], normalise=payload["normalise"])
         wrapper.method, wrapper.hyper = payload["method"], {}
         wrapper.code_length_split = tuple(payload["code_length_split"])
         inner_class = TOKENIZER_CLASSES[payload["method"]]

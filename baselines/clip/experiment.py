@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from baselines.clip_retrieval.index import FusionConfig, MultimodalIndex
+from baselines.clip.index import FusionConfig, MultimodalIndex
 from baselines.faiss_ann.content_retrieval import build_flat, evaluate_split
 from mmq.data import leave_one_out, load_dataset
 from mmq.features.text import TextFeatureConfig, item_text_embeddings, recipe_name
@@ -88,3 +88,8 @@ def run_clip_retrieval(config: ClipRetrievalConfig, checkpoint: Path | None = No
         "num_items_with_image": int(images.valid.sum()), "num_queries": int(len(split.test_target)),
         "indexes": results, "fusion_grid": fused_valid, "selected_fusion": best,
     }
+
+
+def run(config: ClipRetrievalConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:
+    """Registry runner of the ``clip_retrieval`` kind (``tower_run`` names the image tower run to read)."""
+    return run_clip_retrieval(config)

@@ -13,6 +13,8 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
+from mmq.semantic_ids.layers import mlp
+
 
 class QuantizerOutput(NamedTuple):
     """Output of :class:`ResidualQuantizer`."""
@@ -29,17 +31,6 @@ class RQVAEOutput(NamedTuple):
     reconstruction: Tensor  # [batch, input_dim]
     codes: Tensor  # [batch, levels]
     losses: dict[str, Tensor]  # reconstruction, codebook, commitment, total
-
-
-def mlp(input_dim: int, hidden_dims: Sequence[int], output_dim: int) -> nn.Sequential:
-    """Linear-ReLU stack ending in a plain linear layer."""
-    layers: list[nn.Module] = []
-    width = input_dim
-    for hidden in hidden_dims:
-        layers += [nn.Linear(width, hidden), nn.ReLU()]
-        width = hidden
-    layers.append(nn.Linear(width, output_dim))
-    return nn.Sequential(*layers)
 
 
 def squared_distances(points: Tensor, codebook: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""RQ-VAE tokenizer: trains :class:`~mmq.tokenizers.rq_vae_model.RQVAE` and exposes the protocol.
+"""RQ-VAE tokenizer: trains :class:`~baselines.sid_tokenizers.rq_vae_model.RQVAE` and exposes the protocol.
 
 Training: Adam on shuffled mini-batches with a cosine learning-rate decay; k-means
 initialisation of every level's codebook (faiss, on the residuals of an initial sample of
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mmq.tokenizers.base import (
+from mmq.semantic_ids.base import (
     load_torch_state,
     read_tokenizer_json,
     require_fitted,
@@ -27,7 +27,7 @@ from mmq.tokenizers.base import (
     validate_embeddings,
     write_tokenizer_json,
 )
-from mmq.tokenizers.rq_vae_model import RQVAE
+from baselines.sid_tokenizers.rq_vae_model import RQVAE
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,38 @@
+"""The comparators' experiment kinds, registered into :mod:`mmq.registry` when ``baselines`` is imported.
+
+One line per kind: the YAML's ``kind:`` value -> config dataclass + runner. Baseline tokenizers also
+register how to load their saved ``tokenizer/`` folders, so stage 2 and servers can read them.
+"""
+
+from __future__ import annotations
+
+from baselines.clip import experiment as clip_retrieval
+from baselines.faiss_ann import experiment as dense_retrieval
+from baselines.sasrec import experiment as sasrec
+from baselines.sid_tokenizers import experiment as text_sid_tokenizer
+from baselines.sid_tokenizers import multimodal as multimodal_sid_tokenizer
+from baselines.sid_tokenizers.modality import TOKENIZER_CLASSES, ModalityAlignedTokenizer, ModalitySeparatedTokenizer
+from mmq.registry import ExperimentKind, register, register_tokenizer_loader
+
+
+def _all_metrics(report):
+    return dict(report["metrics"])
+
+
+KINDS = (
+    ExperimentKind("text_sid_tokenizer", text_sid_tokenizer.SemanticIdConfig, text_sid_tokenizer.run,
+                   "RQ-VAE / RQ-KMeans / OPQ semantic IDs from MiniLM item text", semantic_id_metrics=_all_metrics),
+    ExperimentKind("multimodal_sid_tokenizer", multimodal_sid_tokenizer.MultimodalBaselineConfig,
+                   multimodal_sid_tokenizer.run, "MA / MS baseline semantic IDs on MMQ's item modalities",
+                   semantic_id_metrics=_all_metrics),
+    ExperimentKind("sasrec", sasrec.SASRecConfig, sasrec.run, "SASRec-CE next-item baseline (item IDs)",
+                   fresh_on_force=("state.pt", "best.pt")),
+    ExperimentKind("dense_retrieval", dense_retrieval.DenseRetrievalConfig, dense_retrieval.run,
+                   "chapter 1: FAISS content retrieval (Flat / IVF / HNSW / PQ) on item text"),
+    ExperimentKind("clip_retrieval", clip_retrieval.ClipRetrievalConfig, clip_retrieval.run,
+                   "chapter 7: text / image / fused next-item retrieval with the image tower"),
+)
+
+register(*KINDS)
+for _tokenizer_class in (*TOKENIZER_CLASSES.values(), ModalityAlignedTokenizer, ModalitySeparatedTokenizer):
+    register_tokenizer_loader(_tokenizer_class.kind, _tokenizer_class.load)

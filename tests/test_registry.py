@@ -1,0 +1,115 @@
+"""The experiment registry: every YAML under experiments/ loads through it; kinds pick runners; bad configs fail."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import baselines  # noqa: F401  (registers the baseline kinds)
+from mmq import registry
+from mmq.config import ConfigError
+from mmq.runs import REPOSITORY_ROOT
+
+EXPERIMENTS = sorted((REPOSITORY_ROOT / "experiments").rglob("*.yaml"))
+
+
+def test_there_are_experiment_yamls():
+    assert len(EXPERIMENTS) > 50
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda path: str(path.relative_to(REPOSITORY_ROOT / "experiments")))
+def test_every_experiment_yaml_loads_and_validates(path):
+    kind, config = registry.load_experiment(path)
+    assert isinstance(config, kind.config_class)
+    for field in ("semantic_ids", "init_from"):  # upstream configs named by a row load too
+        upstream = getattr(config, field, None)
+        if upstream:
+            upstream_kind, _ = registry.load_experiment(upstream)
+            if field == "semantic_ids":
+                assert upstream_kind.semantic_id_metrics is not None, f"{upstream} yields no SIDs"
+
+
+def test_check_all_reports_ok_for_the_repository_and_names_broken_files(tmp_path):
+    assert all(error is None for _, error in registry.check_all())
+    (tmp_path / "good.yaml").write_text("kind: ranking\nitem_features: id\n")
+    (tmp_path / "no_kind.yaml").write_text("item_features: id\n")
+    (tmp_path / "unknown_kind.yaml").write_text("kind: transformer\n")
+    (tmp_path / "unknown_key.yaml").write_text("kind: ranking\nlearning_rate: 3\n")
+    (tmp_path / "bad_value.yaml").write_text("kind: ranking\nitem_features: title\n")
+    (tmp_path / "bad_upstream.yaml").write_text("kind: generative\nsemantic_ids: nowhere.yaml\n")
+    (tmp_path / "syntax.yaml").write_text("kind: ranking\nppnet: {dropout: 0.1\n")
+    (tmp_path / "list.yaml").write_text("- kind: ranking\n")
+    errors = {path.name: error for path, error in registry.check_all(tmp_path)}
+    assert errors.pop("good.yaml") is None
+    expected = {"no_kind.yaml": "no top-level 'kind:'", "unknown_kind.yaml": "unknown experiment kind 'transformer'",
+                "unknown_key.yaml": "unknown key(s) ['learning_rate']", "bad_value.yaml": "item_features",
+                "bad_upstream.yaml": "config file not found: nowhere.yaml", "syntax.yaml": "not valid YAML",
+                "list.yaml": "top level must be a mapping"}
+    assert set(errors) == set(expected)
+    for name, message in expected.items():
+        assert message in errors[name], (name, errors[name])
+
+
+def test_run_script_check_exits_non_zero_on_a_broken_yaml(tmp_path, capsys):
+    from scripts.run import main
+
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("kind: sasrec\nepochs: 2\n")
+    bad.write_text("kind: sasrec\nepochz: 2\n")
+    assert main(["--check", str(good)]) == 0
+    assert main(["--check", str(good), str(bad)]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert main([str(bad)]) == 2  # a run refuses before any work, naming the key
+    assert "epochz" in capsys.readouterr().err
+    assert main(["--list-kinds"]) == 0
+    assert "multimodal_sid_tokenizer" in capsys.readouterr().out
+
+
+def test_the_kind_line_picks_the_config_class(tmp_path):
+    text, multimodal, mmq = tmp_path / "text.yaml", tmp_path / "multi.yaml", tmp_path / "mmq.yaml"
+    text.write_text("kind: text_sid_tokenizer\ndataset: beauty\nmethod: opq\n")
+    multimodal.write_text("kind: multimodal_sid_tokenizer\ninputs: {dataset: movielens}\nfusion: ms\nmethod: opq\n")
+    mmq.write_text("kind: mmq_tokenizer\ninputs: {dataset: movielens}\n")
+    names = [type(registry.load_experiment(path)[1]).__name__ for path in (text, multimodal, mmq)]
+    assert names == ["SemanticIdConfig", "MultimodalBaselineConfig", "MMQTokenizerConfig"]
+    mmq.write_text("kind: mmq_tokenizer\nmethod: mmq\n")  # MMQ's config has no baseline fields
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['method'\]"):
+        registry.load_experiment(mmq)
+
+
+def test_a_new_kind_is_one_registration(tmp_path, isolated_dirs):
+    @dataclasses.dataclass(frozen=True)
+    class CountConfig:
+        upto: int = 3
+
+    calls = []
+
+    def runner(config, seed, directory, progress):
+        calls.append(seed)
+        return {"total": sum(range(config.upto)) + seed}
+
+    kind = registry.ExperimentKind("test_count", CountConfig, runner, "a test kind")
+    registry.register(kind)
+    try:
+        path = tmp_path / "count.yaml"
+        path.write_text("kind: test_count\nupto: 4\n")
+        assert registry.run_or_load(path, 2)["metrics"] == {"total": 8}
+        assert registry.run_or_load(path, 2)["metrics"] == {"total": 8} and calls == [2]  # reused, not rerun
+        assert registry.is_done(path, 2) and not registry.is_done(path, 0)
+        with pytest.raises(ConfigError, match="yields no semantic IDs"):
+            registry.semantic_id_run(path, 2)
+        with pytest.raises(ValueError, match="registered twice"):
+            registry.register(dataclasses.replace(kind, description="another"))
+    finally:
+        registry._KINDS.pop("test_count")
+
+
+def test_mmq_does_not_import_baselines():
+    import subprocess
+    import sys
+
+    code = ("import sys, mmq.registry, mmq.tables, mmq.finetune.runs; "
+            "print(sorted({name.split('.')[0] for name in sys.modules} & {'baselines'}))")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"
