@@ -27,6 +27,7 @@ from mmq.generative.causal import CausalSidRecommender
 from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.generative.t5_backbone import T5SidRecommender
 from mmq.generative.train import item_codes_lookup
+from mmq.recommenders.evaluation import NextItemEvaluationConfig
 from mmq.recommenders.sequences import length_bucketed_batches, next_item_samples, pad_histories, training_windows
 from mmq.semantic_ids.dedup import append_dedup_digit
 
@@ -74,7 +75,8 @@ def beam_throughput(model, lookup, trie, histories, *, batch_size: int, constrai
     with torch.no_grad():
         for start in range(0, len(histories), batch_size):
             codes = lookup[torch.from_numpy(histories[start:start + batch_size])]
-            output = beam_search(model, model.user_context(codes), trie, beam_size=20, constrained=constrained)
+            output = beam_search(model, model.user_context(codes), trie, beam_size=NextItemEvaluationConfig().beam_size,
+                                 constrained=constrained)
             valid.append((output.items >= 0).sum(dim=1).float())
     return len(histories) / (time.perf_counter() - started), float(torch.cat(valid).mean())
 

@@ -13,6 +13,7 @@ from mmq.generative.causal import CausalSidRecommender
 from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.generative.t5_backbone import T5SidRecommender
 from mmq.generative.train import TrainingConfig, fit
+from mmq.recommenders.evaluation import NextItemEvaluationConfig
 from mmq.recommenders.sequences import length_bucketed_batches, next_item_samples, training_windows
 
 SIZES = (5, 4, 3)
@@ -142,13 +143,13 @@ def test_causal_model_learns_a_deterministic_successor_and_resumes(tmp_path):
     windows = training_windows(sequences, max_length=6)
     valid_histories = [sequence[:-1] for sequence in sequences]
     valid_targets = np.array([sequence[-1] for sequence in sequences])
-    config = TrainingConfig(batch_size=16, learning_rate=1e-2, max_epochs=15, eval_every=5, patience=10, beam_size=10,
-                            cpu=True)
+    config = TrainingConfig(batch_size=16, learning_rate=1e-2, max_epochs=15, eval_every=5, patience=10, cpu=True)
+    evaluation = NextItemEvaluationConfig(beam_size=10)
     torch.manual_seed(0)
     model = CausalSidRecommender(codebook_sizes=SIZES, max_length=6, dim=32, num_heads=2, decoder_hidden=32)
     summary = fit(model, config, tmp_path, inputs=windows.inputs, targets=windows.targets, semantic_ids=codes,
                   trie=trie, valid_histories=valid_histories, valid_targets=valid_targets, max_history=6, seed=0,
-                  progress=False)
+                  progress=False, evaluation=evaluation)
     assert summary["history"][0]["loss"] > summary["history"][-1]["loss"]
     best = max(record.get("valid_recall@5", 0.0) for record in summary["history"])
     assert best > 0.9
@@ -156,7 +157,8 @@ def test_causal_model_learns_a_deterministic_successor_and_resumes(tmp_path):
     longer = TrainingConfig(**{**config.__dict__, "max_epochs": 20})
     resumed = fit(CausalSidRecommender(codebook_sizes=SIZES, max_length=6, dim=32, num_heads=2, decoder_hidden=32),
                   longer, tmp_path, inputs=windows.inputs, targets=windows.targets, semantic_ids=codes, trie=trie,
-                  valid_histories=valid_histories, valid_targets=valid_targets, max_history=6, seed=0, progress=False)
+                  valid_histories=valid_histories, valid_targets=valid_targets, max_history=6, seed=0, progress=False,
+                  evaluation=evaluation)
     assert resumed["epochs_run"] == 20 and len(resumed["history"]) == 20
 
 
@@ -184,7 +186,7 @@ def test_end_to_end_tiny_run(isolated_dirs, monkeypatch):
     config = isolated_dirs / "tiny_generative.yaml"
     config.write_text(f"kind: generative\ndataset: beauty\nkcore: 0\nsemantic_ids: {sids}\n"
                       "causal: {dim: 16, num_heads: 2, decoder_hidden: 16}\n"
-                      "training: {max_epochs: 2, eval_every: 1, batch_size: 8, beam_size: 10, cpu: true}\n")
+                      "training: {max_epochs: 2, eval_every: 1, batch_size: 8, cpu: true}\nevaluation: {beam_size: 10}\n")
     report = run_or_load(config, 0, progress=False)
     metrics = report["metrics"]
     assert set(metrics["test"]) >= {"recall@5", "ndcg@10"} and "recall@20" not in metrics["test"]

@@ -88,7 +88,8 @@ def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch):
     sid_config = fake_mmq_world(isolated_dirs, monkeypatch, dataset, data)
     common = {"kind": "generative", "dataset": "synthetic", "semantic_ids": str(sid_config), "max_history": 5,
               "causal": {"dim": 16, "num_heads": 2, "decoder_hidden": 16},
-              "training": {"batch_size": 16, "max_epochs": 4, "eval_every": 2, "patience": 4, "beam_size": 10}}
+              "training": {"batch_size": 16, "max_epochs": 4, "eval_every": 2, "patience": 4},
+              "evaluation": {"beam_size": 10}}
     frozen_path, tuned_path = isolated_dirs / "gen_frozen.yaml", isolated_dirs / "gen_ft.yaml"
     frozen_path.write_text(json.dumps(common))
     tuned_path.write_text(json.dumps({**common, "finetune": True, "finetuning": {"tokenizer_lr_ratio": 1.0},
@@ -132,6 +133,7 @@ def test_interrupted_joint_run_resumes_to_the_same_tokenizer(isolated_dirs, fitt
     from mmq.generative.train import TrainingConfig, fit
     from mmq.recommenders.sequences import training_windows
     from mmq.generative.sid_trie import SemanticIdTrie
+    from mmq.recommenders.evaluation import NextItemEvaluationConfig
 
     tokenizer, data = fitted_mmq
     rng = np.random.default_rng(0)
@@ -146,10 +148,11 @@ def test_interrupted_joint_run_resumes_to_the_same_tokenizer(isolated_dirs, fitt
                                GenerativeFinetuneConfig(tokenizer_lr_ratio=1.0), dedup_capacity=8)
         table = joint.table()
         generator = small_model(joint.codebook_sizes, dropout=0.0)  # no dropout: torch's RNG is not checkpointed
-        fit(generator, TrainingConfig(batch_size=8, max_epochs=epochs, eval_every=1, patience=10, beam_size=10),
+        fit(generator, TrainingConfig(batch_size=8, max_epochs=epochs, eval_every=1, patience=10),
             directory, inputs=windows.inputs, targets=windows.targets, semantic_ids=table,
             trie=SemanticIdTrie(table, joint.codebook_sizes), valid_histories=valid_histories,
-            valid_targets=valid_targets, max_history=5, seed=0, progress=False, joint=joint)
+            valid_targets=valid_targets, max_history=5, seed=0, progress=False, joint=joint,
+            evaluation=NextItemEvaluationConfig(beam_size=10))
         return joint.table()
 
     whole = train(isolated_dirs / "whole", 3)

@@ -28,6 +28,7 @@ from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer, lo
 from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.generative.t5_backbone import T5SidRecommender
 from mmq.generative.train import TrainingConfig, evaluate_split, fit, item_codes_lookup
+from mmq.recommenders.evaluation import NextItemEvaluationConfig
 from mmq.recommenders.sequences import next_item_samples, training_windows
 from mmq.runs import REPOSITORY_ROOT, checkpoints_root, experiment_name
 from mmq.semantic_ids.base import load_torch_state
@@ -73,7 +74,7 @@ class GenerativeConfig:
     causal: CausalConfig = CausalConfig()
     t5: T5Config = T5Config()
     training: TrainingConfig = TrainingConfig()
-    exclude_history: bool = True             # drop history items from the generated list
+    evaluation: NextItemEvaluationConfig = NextItemEvaluationConfig()   # beam size, k, history exclusion
     finetune: bool = False                   # stage 2: train the SID run's tokenizer with the generator
     finetuning: GenerativeFinetuneConfig = GenerativeFinetuneConfig()
     init_from: str | None = None             # generative config whose run (same seed) gives the start weights
@@ -147,7 +148,8 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
     valid_history, valid_target = split.history_and_target("valid")
     summary = fit(model, config.training, directory, inputs=inputs, targets=targets, semantic_ids=semantic_ids,
                   trie=trie, valid_histories=valid_history, valid_targets=valid_target,
-                  max_history=config.max_history, seed=seed, progress=progress, joint=joint)
+                  max_history=config.max_history, seed=seed, progress=progress, joint=joint,
+                  evaluation=config.evaluation)
     device = next(model.parameters()).device
     finetuned = None
     if joint is not None:  # evaluate with the SIDs the chosen tokenizer derives, and save them
@@ -161,9 +163,8 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
         histories, split_targets = split.history_and_target(split_name)
         started = time.perf_counter()
         evaluation[split_name] = evaluate_split(model, lookup, trie, histories, split_targets,
-                                                max_history=config.max_history, beam_size=config.training.beam_size,
-                                                batch_size=config.training.eval_batch_size, device=device,
-                                                exclude_history=config.exclude_history)
+                                                max_history=config.max_history, evaluation=config.evaluation,
+                                                device=device)
         evaluation[f"{split_name}_users_per_second"] = round(len(histories) / (time.perf_counter() - started), 1)
     return {
         **evaluation,

@@ -2,8 +2,8 @@
 
 The paper fine-tunes one tokenizer per downstream task (MMQ_SPEC §3). Here the generator reads
 history items as ``ind @ E`` (soft indices of the live tokenizer, hard in the forward pass), its
-teacher-forced decoder prefix likewise, and the loss is
-``L_gen + 0.5 L_recon + 0.5 L_aux`` (L_recon / L_aux on the batch's unique items).
+teacher-forced decoder prefix likewise, and the loss is the shared stage-2 objective
+(:mod:`mmq.finetune.objective`): ``L_gen + 0.5 L_recon + 0.5 L_aux`` on the batch's unique items.
 
 Choices where the paper is silent:
 - Targets are the current hard codes (labels carry no gradient) unless ``soft_targets``, where the
@@ -26,24 +26,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmq.finetune.objective import BehaviorFinetuneConfig, Stage2Loss, stage2_loss, tokenizer_parameter_group
 from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.semantic_ids.dedup import dedup_digits
 
 
 @dataclasses.dataclass(frozen=True)
-class GenerativeFinetuneConfig:
-    """Stage-2 settings on the generative task ([spec choice] where the paper gives none)."""
+class GenerativeFinetuneConfig(BehaviorFinetuneConfig):
+    """Stage-2 settings on the generative task: the shared ones plus the generator's own [choice]."""
 
-    tau: float = 0.1                     # soft-index temperature
-    tokenizer_lr_ratio: float = 0.1      # tokenizer lr = ratio x the generator's
-    reconstruction_weight: float = 0.5   # [paper]
-    auxiliary_weight: float = 0.5        # [paper]
     soft_targets: bool = False           # gradient through the target item's indices too
     dedup_capacity: int | None = None    # size of the de-dup position; None: 2 x stage 1's + 4
 
     def __post_init__(self) -> None:
-        if self.tau <= 0 or self.tokenizer_lr_ratio < 0:
-            raise ValueError(f"tau must be > 0 and tokenizer_lr_ratio >= 0, got {self.tau}, {self.tokenizer_lr_ratio}")
+        super().__post_init__()
         if self.dedup_capacity is not None and self.dedup_capacity < 1:
             raise ValueError(f"dedup_capacity must be >= 1, got {self.dedup_capacity}")
 
@@ -66,8 +62,8 @@ class JointTokenizer:
         return (*self.source.codebook_sizes, self.dedup_capacity)
 
     def parameter_group(self, learning_rate: float) -> dict[str, Any]:
-        return {"params": [p for p in self.source.parameters() if p.requires_grad],
-                "lr": learning_rate * self.config.tokenizer_lr_ratio, "weight_decay": 0.0}
+        """The tokenizer's optimiser group (no weight decay)."""
+        return tokenizer_parameter_group(self.source, learning_rate, self.config, weight_decay=0.0)
 
     def table(self) -> np.ndarray:
         """Current SID table ``[items, L + 1]`` (codes + de-dup digit)."""
@@ -92,7 +88,7 @@ class JointTokenizer:
         self.dedup = self.dedup.to(device)
         return self
 
-    def loss(self, model, history_items: torch.Tensor, target_items: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    def loss(self, model, history_items: torch.Tensor, target_items: torch.Tensor) -> Stage2Loss:
         """Joint loss of a batch of right-aligned item windows (``-1`` = padding / no target)."""
         valid, has_target = history_items >= 0, target_items >= 0
         items = torch.cat([history_items[valid], target_items[has_target]])
@@ -105,9 +101,7 @@ class JointTokenizer:
         states = model.encode_vectors(item_vectors, valid)[has_target]
         generation = model.soft_loss(states, output.indices[target_inverse], dedup[target_inverse],
                                      soft_targets=self.config.soft_targets)
-        loss = (generation + self.config.reconstruction_weight * output.losses["reconstruction"]
-                + self.config.auxiliary_weight * output.losses["auxiliary"])
-        return loss, {"generation": generation, **output.losses}
+        return stage2_loss("generation", generation, output.losses, self.config)
 
 
 def load_resized(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:

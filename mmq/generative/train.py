@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from mmq.generative.beam_search import beam_search
 from mmq.generative.sid_trie import SemanticIdTrie
-from mmq.recommenders.evaluation import drop_history_items, next_item_metrics
+from mmq.recommenders.evaluation import NextItemEvaluationConfig, drop_history_items, next_item_metrics
 from mmq.recommenders.sequences import iterate_batches, length_bucketed_batches, pad_histories
 from mmq.semantic_ids.base import load_torch_state, save_torch_state
 
@@ -42,8 +42,6 @@ class TrainingConfig:
     eval_every: int = 4              # epochs between validation beam searches (one costs ~an epoch on CPU)
     patience: int = 2                # evaluations without validation improvement before stopping
     grad_clip: float = 1.0
-    beam_size: int = 20              # MMQ_SPEC §4: beam 20
-    eval_batch_size: int = 1024      # users per beam-search batch
     cpu: bool = False                # force CPU even where an accelerator exists
 
 
@@ -68,21 +66,21 @@ def generate_topk(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories: 
 
 
 def evaluate_split(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories: list[np.ndarray],
-                   targets: np.ndarray, *, max_history: int, beam_size: int, batch_size: int,
-                   device: torch.device, exclude_history: bool = True, progress: bool = False) -> dict[str, float]:
-    """Recall/NDCG@5/10/20 of beam-search retrieval (history items removed when asked)."""
+                   targets: np.ndarray, *, max_history: int, evaluation: NextItemEvaluationConfig,
+                   device: torch.device, progress: bool = False) -> dict[str, float]:
+    """Recall/NDCG@k of beam-search retrieval (history items removed when ``evaluation`` asks)."""
     padded = pad_histories(histories, max_history)
-    ranked = generate_topk(model, lookup, trie, padded, beam_size=beam_size, batch_size=batch_size,
-                           device=device, progress=progress)
-    if exclude_history:
-        ranked = drop_history_items(ranked, padded, beam_size)
-    return next_item_metrics(ranked, targets, ks=tuple(k for k in (5, 10, 20) if k <= beam_size))
+    ranked = generate_topk(model, lookup, trie, padded, beam_size=evaluation.beam_size,
+                           batch_size=evaluation.batch_size, device=device, progress=progress)
+    if evaluation.exclude_history:
+        ranked = drop_history_items(ranked, padded, evaluation.beam_size)
+    return next_item_metrics(ranked, targets, ks=evaluation.reported_ks)
 
 
 def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, targets: np.ndarray,
         semantic_ids: np.ndarray, trie: SemanticIdTrie, valid_histories: list[np.ndarray],
         valid_targets: np.ndarray, max_history: int, seed: int, progress: bool = True,
-        joint=None) -> dict[str, Any]:
+        joint=None, evaluation: NextItemEvaluationConfig = NextItemEvaluationConfig()) -> dict[str, Any]:
     """Train on (``inputs`` item rows, ``targets`` next items), select on validation; returns a summary.
 
     ``joint``: a :class:`mmq.generative.finetune.JointTokenizer` trained with the model (``semantic_ids``
@@ -154,8 +152,7 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
                 lookup, trie = item_codes_lookup(table), joint.trie(table).to(accelerator.device)
                 record["changed_item_fraction"] = float((table[:, :-1] != semantic_ids[:, :-1]).any(axis=1).mean())
             valid = evaluate_split(unwrapped, lookup, trie, valid_histories, valid_targets, max_history=max_history,
-                                   beam_size=config.beam_size, batch_size=config.eval_batch_size,
-                                   device=accelerator.device)
+                                   evaluation=evaluation, device=accelerator.device)
             record.update({f"valid_{name}": value for name, value in valid.items() if name.startswith(("recall", "ndcg"))})
             improved = valid[SELECTION_METRIC] > progress_state["best"]
             if improved:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mmq.finetune.objective import BehaviorFinetuneConfig
 from mmq.finetune.runs import live_source, save_finetuned, stage1_run
 from mmq.finetune.sources import FrozenCodes, NoCodes
 from mmq.ranking.data import ranking_data
@@ -38,6 +39,7 @@ class RankingConfig:
     semantic_ids: str | None = None          # config of the SID run (needed for sid features)
     tokenizer_seed: int | None = None        # None: the SID run of this run's seed
     finetune: bool = False                   # stage 2: train the tokenizer jointly (MMQ or MA-RQ-VAE)
+    finetuning: BehaviorFinetuneConfig = BehaviorFinetuneConfig()   # stage-2 settings (used with finetune)
     ppnet: PPNetConfig = PPNetConfig()
     training: RankingTrainingConfig = RankingTrainingConfig()
     long_tail_fraction: float = 0.25         # head / tail buckets of test items by training exposure
@@ -78,7 +80,7 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
                                    "stage1_quality": quality}
         if config.finetune:
             source, tokenizer, embeddings = live_source(config.semantic_ids, sid_directory, stage1_codes,
-                                                         config.training.tau)
+                                                         config.finetuning.tau)
         else:
             source = FrozenCodes(stage1_codes, codebook_sizes)
     torch.manual_seed(seed)
@@ -86,7 +88,8 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
                   codebook_sizes=codebook_sizes, config=config.ppnet)
     metrics["num_params"] = sum(p.numel() for p in model.parameters())
     long_tail = data.long_tail_items(config.long_tail_fraction)
-    metrics["training"] = fit_ranking(model, source, data, config.training, directory, seed=seed, progress=progress)
+    metrics["training"] = fit_ranking(model, source, data, config.training, directory, seed=seed, progress=progress,
+                                      finetuning=config.finetuning)
     metrics["valid"] = ranking_metrics(data.splits["valid"], predict(model, source, data.splits["valid"]), long_tail)
     started = time.perf_counter()
     metrics["test"] = ranking_metrics(data.splits["test"], predict(model, source, data.splits["test"]), long_tail)

@@ -1,8 +1,7 @@
 """Train a ranking model on frozen SIDs or jointly with a tokenizer (stage 2), select on validation AUC.
 
-Joint objective (MMQ_SPEC §3): L_ft = L_downstream + 0.5 L_recon + 0.5 L_aux, where L_recon /
-L_aux are the tokenizer's own terms on the batch's unique items; the tokenizer's parameters get
-a learning rate ``tokenizer_lr_ratio`` x the ranking model's. ``state.pt`` (model, source,
+Joint training uses the stage-2 objective of :mod:`mmq.finetune.objective` (``L_rank + 0.5 L_recon +
+0.5 L_aux``, tokenizer at ``tokenizer_lr_ratio`` x the ranking model's lr). ``state.pt`` (model, source,
 optimiser, progress) is written after every epoch and the per-epoch shuffle is seeded by
 ``(seed, epoch)``, so a resumed run equals an uninterrupted one; ``best.pt`` keeps the epoch with
 the best validation AUC.
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mmq.finetune.objective import BehaviorFinetuneConfig, stage2_loss, tokenizer_parameter_group
 from mmq.metrics import auc, gauc
 from mmq.ranking.data import RankingData, RankingSplit
 from mmq.semantic_ids.base import load_torch_state, save_torch_state
@@ -29,24 +29,18 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class RankingTrainingConfig:
-    """Optimisation, selection and stage-2 weights [paper where stated, else choice]."""
+    """Optimisation and selection [choice]; the stage-2 settings are ``RankingConfig.finetuning``."""
 
     batch_size: int = 512
     learning_rate: float = 1e-3          # Adam, ranking model
     weight_decay: float = 0.0
     max_epochs: int = 20
     patience: int = 3                    # epochs without validation-AUC improvement
-    tau: float = 0.1                     # soft-index temperature [spec choice]
-    tokenizer_lr_ratio: float = 0.1      # tokenizer lr = 0.1 x model lr [spec choice]
-    reconstruction_weight: float = 0.5   # [paper]
-    auxiliary_weight: float = 0.5        # [paper]
     eval_batch_size: int = 8192
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1 or self.learning_rate <= 0:
             raise ValueError("batch_size, max_epochs, patience >= 1 and learning_rate > 0 required")
-        if self.tau <= 0 or self.tokenizer_lr_ratio < 0:
-            raise ValueError(f"tau must be > 0 and tokenizer_lr_ratio >= 0, got {self.tau}, {self.tokenizer_lr_ratio}")
 
 
 @torch.no_grad()
@@ -76,13 +70,13 @@ def ranking_metrics(split: RankingSplit, scores: np.ndarray, long_tail: dict[str
 
 
 def fit_ranking(model, source, data: RankingData, config: RankingTrainingConfig, directory: Path, *,
-                seed: int, progress: bool = True) -> dict[str, Any]:
-    """Train ``model`` (and ``source`` when it is trainable); leave the best weights loaded."""
+                seed: int, progress: bool = True,
+                finetuning: BehaviorFinetuneConfig = BehaviorFinetuneConfig()) -> dict[str, Any]:
+    """Train ``model`` (and ``source`` when it is trainable, with ``finetuning``); leave the best weights loaded."""
     state_path, best_path = directory / "state.pt", directory / "best.pt"
     groups = [{"params": list(model.parameters()), "lr": config.learning_rate}]
     if source.trainable:
-        groups.append({"params": [p for p in source.parameters() if p.requires_grad],
-                       "lr": config.learning_rate * config.tokenizer_lr_ratio})
+        groups.append(tokenizer_parameter_group(source, config.learning_rate, finetuning))
     optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
     progress_state: dict[str, Any] = {"epoch": 0, "best": -1.0, "best_epoch": -1, "bad_epochs": 0,
                                       "history": [], "train_seconds": 0.0}
@@ -109,12 +103,8 @@ def fit_ranking(model, source, data: RankingData, config: RankingTrainingConfig,
             unique, inverse = torch.unique(items, return_inverse=True)
             output = source(unique, with_losses=source.trainable)
             logits = model(users, items, output.indices[inverse] if model.sid is not None else None)
-            terms = {"ranking": bce(logits, torch.from_numpy(train.labels[rows]))}
-            loss = terms["ranking"]
-            if source.trainable:
-                terms.update(output.losses)
-                loss = (loss + config.reconstruction_weight * output.losses["reconstruction"]
-                        + config.auxiliary_weight * output.losses["auxiliary"])
+            loss, terms = stage2_loss("ranking", bce(logits, torch.from_numpy(train.labels[rows])), output.losses,
+                                      finetuning)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -7,12 +7,33 @@ its own history and the exclusion only removes impossible answers.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
 from mmq.metrics import ranking_metrics
 
 METRIC_KS = (5, 10, 20)
+
+
+@dataclasses.dataclass(frozen=True)
+class NextItemEvaluationConfig:
+    """How a next-item retriever is scored; an evaluation setting, kept out of every training config."""
+
+    beam_size: int = 20                      # candidates generated per user (the paper's beam 20)
+    batch_size: int = 1024                   # users per evaluation batch
+    exclude_history: bool = True             # remove the user's history items from the ranked list [choice]
+    ks: tuple[int, ...] = METRIC_KS          # Recall@k / NDCG@k cut-offs (those <= beam_size are reported)
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1 or self.batch_size < 1 or not self.ks or min(self.ks) < 1:
+            raise ValueError(f"beam_size, batch_size and every k must be >= 1, got {self}")
+
+    @property
+    def reported_ks(self) -> tuple[int, ...]:
+        """The cut-offs a list of ``beam_size`` candidates can score."""
+        return tuple(k for k in self.ks if k <= self.beam_size)
 
 
 def topk_excluding_history(scores: torch.Tensor, histories: torch.Tensor, k: int) -> torch.Tensor:
