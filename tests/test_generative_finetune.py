@@ -13,7 +13,6 @@ from mmq.finetune.sources import MMQCodes
 from mmq.generative.causal import CausalSidRecommender
 from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer
 from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
-from test_ranking import TINY, fake_mmq_world, modality_data, synthetic_dataset
 
 
 def small_model(sizes, dropout=0.2):
@@ -41,19 +40,13 @@ def test_soft_inputs_and_loss_equal_the_hard_lookup_in_the_forward_pass():
         model.embed_soft(indices[:, :1], codes[:, 2])
 
 
-@pytest.fixture(scope="module")
-def fitted_mmq():
-    data = modality_data()
-    return MMQTokenizer(TINY).fit(data, seed=0), data
-
-
 def test_joint_loss_reaches_the_experts_and_soft_targets_add_a_label_gradient(fitted_mmq):
     tokenizer, data = fitted_mmq
     history = torch.tensor([[-1, 3, 7, 12, 5], [1, 2, 3, 4, 50]])
     targets = torch.tensor([[-1, 7, 12, 5, 9], [2, 3, 4, 50, -1]])
     gradients = {}
     for soft_targets in (False, True):
-        model = type(tokenizer.model)(config=TINY, input_dims=tokenizer.dims)
+        model = type(tokenizer.model)(config=tokenizer.config, input_dims=tokenizer.dims)
         model.load_state_dict(tokenizer.model.state_dict())
         joint = JointTokenizer(MMQCodes(model, tokenizer.prepare(data), tau=0.1),
                                GenerativeFinetuneConfig(soft_targets=soft_targets), dedup_capacity=8)
@@ -79,13 +72,13 @@ def test_dedup_capacity_overflow_is_a_clear_error(fitted_mmq):
         GenerativeFinetuneConfig(tau=0)
 
 
-def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch):
+def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch, mmq_world):
     from mmq.config import ConfigError
     from mmq.generative.experiment import load_semantic_ids
     from mmq.registry import run_or_load
 
-    dataset, data = synthetic_dataset(num_users=30, num_items=60, per_user=12)
-    sid_config = fake_mmq_world(isolated_dirs, monkeypatch, dataset, data)
+    dataset, data = mmq_world.synthetic_dataset(num_users=30, num_items=60, per_user=12)
+    sid_config = mmq_world.install(dataset, data)
     common = {"kind": "generative", "dataset": "synthetic", "semantic_ids": str(sid_config), "max_history": 5,
               "causal": {"dim": 16, "num_heads": 2, "decoder_hidden": 16},
               "training": {"batch_size": 16, "max_epochs": 4, "eval_every": 2, "patience": 4},
@@ -142,7 +135,7 @@ def test_interrupted_joint_run_resumes_to_the_same_tokenizer(isolated_dirs, fitt
     valid_histories, valid_targets = [s[:-1] for s in sequences], np.array([s[-1] for s in sequences])
 
     def train(directory, epochs):
-        model = type(tokenizer.model)(config=TINY, input_dims=tokenizer.dims)
+        model = type(tokenizer.model)(config=tokenizer.config, input_dims=tokenizer.dims)
         model.load_state_dict(tokenizer.model.state_dict())
         joint = JointTokenizer(MMQCodes(model, tokenizer.prepare(data), tau=0.1),
                                GenerativeFinetuneConfig(tokenizer_lr_ratio=1.0), dedup_capacity=8)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from mmq.data import DATASETS, chronological_split, leave_one_out, load_dataset

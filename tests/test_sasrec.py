@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_ch1_end_to_end import write_tiny_beauty
 
 from baselines.sasrec.model import SASRec, next_item_loss
 from baselines.sasrec.train import load_best
@@ -105,10 +104,10 @@ def _tiny_config(folder, epochs: int = 3) -> str:
     return str(config)
 
 
-def test_end_to_end_run_writes_report_resumes_and_skips(isolated_dirs, monkeypatch):
+def test_end_to_end_run_writes_report_resumes_and_skips(isolated_dirs, monkeypatch, tiny_beauty):
     from mmq.registry import run_or_load
 
-    write_tiny_beauty(isolated_dirs / "data")
+    tiny_beauty(isolated_dirs / "data")
     monkeypatch.setenv("MMQ_DATA_DIR", str(isolated_dirs / "data"))
     config = _tiny_config(isolated_dirs)
     report = run_or_load(config, 0, progress=False)
