@@ -2,6 +2,7 @@
 
 Layout: ``checkpoints/<experiment path>/seed<k>/report.json`` (+ weights, git-ignored). A stage
 whose ``DONE`` marker exists is skipped unless forced, so long tables resume where they stopped.
+Which function runs a config is the experiment registry's business (:mod:`mmq.registry`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -146,16 +147,3 @@ def experiment_name(config_path: str | Path) -> str:
     except ValueError:
         relative = Path(path.name)
     return str(relative.with_suffix(""))
-
-
-def run_or_load_config(config_class: type, config_path: str | Path, seed: int, runner: Callable[..., dict], *,
-                       force: bool = False) -> dict[str, Any]:
-    """Load ``config_path`` as ``config_class``; unless its run folder is done, call
-    ``runner(config, seed, directory)`` and finish the run with its metrics; return the report."""
-    from mmq.config import load_config
-
-    config = load_config(config_class, config_path)
-    run = start_run(experiment_name(config_path), seed, config, force=force)
-    if not run.done:
-        run.finish(runner(config, seed, run.directory))
-    return run.load_report()
