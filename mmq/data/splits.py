@@ -1,4 +1,4 @@
-"""The two evaluation protocols of MMQ_SPEC §4.
+"""The two evaluation protocols of docs/method.md §5.1.
 
 * Leave-one-out (TIGER / P5, generative retrieval): per user, the last item is the test target,
   the second-last the validation target, the rest is training; histories keep the last

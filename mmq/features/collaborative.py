@@ -1,6 +1,6 @@
 """Collaborative item embeddings from TRAINING interactions only: windowed co-occurrence -> PPMI -> SVD.
 
-The second MMQ "modality" on Amazon Beauty, where no images are available offline (MMQ_SPEC §6):
+The second MMQ "modality" on Amazon Beauty, where no images are available offline (docs/method.md §1.2, §6.2):
 a real behavioural item vector, never a fake one. Recipe [choice, every step a config field]:
 
 1. co-occurrence counts C[i, j] of items at most ``window`` positions apart inside each user's

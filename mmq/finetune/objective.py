@@ -1,6 +1,6 @@
 """MMQ stage 2, behavior-aware fine-tuning: the one objective every downstream task trains with.
 
-``L_ft = L_task + reconstruction_weight * L_recon + auxiliary_weight * L_aux`` (docs/method.md §4):
+``L_ft = L_task + reconstruction_weight * L_recon + auxiliary_weight * L_aux`` (docs/method.md §4.3):
 ``L_task`` is the downstream loss (ranking BCE, generative cross-entropy), ``L_recon`` / ``L_aux`` the
 tokenizer's own stage-1 terms on the batch's unique items, returned by a trainable SID source
 (:mod:`mmq.finetune.sources`). The tokenizer trains at ``tokenizer_lr_ratio`` x the task model's lr.

@@ -1,4 +1,4 @@
-"""Soft-index straight-through estimator and the SID embedding that consumes it (MMQ_SPEC §3).
+"""Soft-index straight-through estimator and the SID embedding that consumes it (docs/method.md §4.1-4.2).
 
     p    = [cos(z, q_1) .. cos(z, q_K)]           (per SID position)
     soft = softmax(p / tau);  hard = onehot(argmax p)

@@ -67,7 +67,7 @@ class GenerativeConfig:
 
     dataset: str = "beauty"
     kcore: int | None = None
-    max_history: int = 20                    # MMQ_SPEC §4
+    max_history: int = 20                    # [paper] docs/method.md §5.1
     semantic_ids: str = "experiments/tokenizers/beauty_rq_vae.yaml"   # config of the SID run
     tokenizer_seed: int | None = None        # None: same seed as this run (seed spread covers the SIDs too)
     backbone: str = "causal"                 # causal (all positions per pass) | t5 (TIGER encoder-decoder)

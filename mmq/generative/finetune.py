@@ -1,6 +1,6 @@
 """MMQ stage 2 on the generative task: the tokenizer trains jointly with the causal generator.
 
-The paper fine-tunes one tokenizer per downstream task (MMQ_SPEC §3). Here the generator reads
+The paper fine-tunes one tokenizer per downstream task (docs/method.md §4.6). Here the generator reads
 history items as ``ind @ E`` (soft indices of the live tokenizer, hard in the forward pass), its
 teacher-forced decoder prefix likewise, and the loss is the shared stage-2 objective
 (:mod:`mmq.finetune.objective`): ``L_gen + 0.5 L_recon + 0.5 L_aux`` on the batch's unique items.

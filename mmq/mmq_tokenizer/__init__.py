@@ -1,4 +1,4 @@
-"""MMQ stage 1: the shared-specific multimodal mixture-of-quantization tokenizer (MMQ_SPEC §2)."""
+"""MMQ stage 1: the shared-specific multimodal mixture-of-quantization tokenizer (docs/method.md §2)."""
 
 from mmq.mmq_tokenizer.config import MMQConfig
 from mmq.mmq_tokenizer.model import MMQModel, MMQOutput

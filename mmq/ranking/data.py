@@ -1,4 +1,4 @@
-"""Ranking samples on the paper's protocol: rating > 3 positive, chronological 90/10 (MMQ_SPEC §4).
+"""Ranking samples on the paper's protocol: rating > 3 positive, chronological 90/10 (docs/method.md §5.1).
 
 Validation is the last 10% (by time) of the 90% training part, so model selection never sees the
 test period. Long-tail buckets ([choice]): the items that occur in the test split, ranked by their

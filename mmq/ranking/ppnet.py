@@ -1,4 +1,4 @@
-"""PPNet-style CTR model (MMQ_SPEC §4, discriminative ranking).
+"""PPNet-style CTR model (docs/method.md §5.2, discriminative ranking).
 
 PPNet (Kuaishou's parameter-personalised network): a gate network reads the ID priors (user and
 item ID embeddings) plus a stop-gradient copy of the DNN input and scales every hidden layer's
