@@ -5,6 +5,9 @@
   items without a readable poster keep a zero row (counted in the input report).
 - ``collaborative``: PPMI-SVD item vectors from leave-one-out TRAINING sequences only
   (:mod:`mmq.features.collaborative`), the offline second modality of Amazon Beauty.
+
+A config names any non-empty subset of these, in the order the tokenizer reads them
+(``modalities: [text, collaborative]``, ``[image]``, ``[text, image, collaborative]``, ...).
 """
 
 from __future__ import annotations
@@ -17,47 +20,62 @@ import numpy as np
 from mmq.features.collaborative import CollaborativeConfig, item_collaborative_embeddings
 from mmq.features.text import TextFeatureConfig, item_text_embeddings
 
-SECOND_MODALITIES = ("image", "collaborative")
+MODALITIES = ("text", "image", "collaborative")  # every modality load_item_modalities can build
 
 
 @dataclasses.dataclass(frozen=True)
 class ItemModalitiesConfig:
-    """Which dataset and which two item modalities (text + image or text + collaborative)."""
+    """Which dataset and which item modalities, in input (= SID) order."""
 
     dataset: str = "movielens"
     kcore: int | None = None                       # None: the dataset's default
     text: TextFeatureConfig = TextFeatureConfig(recipe=("title", "year", "genres"))  # as the ch7 poster runs
-    second_modality: str = "image"                 # "image" (posters) | "collaborative" (train-only PPMI-SVD)
+    modalities: tuple[str, ...] = ("text", "image")  # any order, no duplicates; names from MODALITIES
     tower_run: str = "ch7/myntra_image_tower/seed0"  # image tower run folder under checkpoints/ ...
     tower_stage: str = "movielens"                 # ... and the stage whose best.pt encodes posters
     collaborative: CollaborativeConfig = CollaborativeConfig()
 
     def __post_init__(self) -> None:
-        if self.second_modality not in SECOND_MODALITIES:
-            raise ValueError(f"second_modality must be one of {SECOND_MODALITIES}, got {self.second_modality!r}")
+        if isinstance(self.modalities, str):
+            raise ValueError(f"modalities must be a list of names from {MODALITIES}, got the string {self.modalities!r}")
+        object.__setattr__(self, "modalities", tuple(self.modalities))
+        if not self.modalities:
+            raise ValueError(f"modalities must name at least one of {MODALITIES}")
+        unknown = [name for name in self.modalities if name not in MODALITIES]
+        if unknown:
+            raise ValueError(f"unknown modalities {unknown} in {self.modalities}; valid modalities: {MODALITIES}")
+        duplicates = sorted({name for name in self.modalities if self.modalities.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"modalities {self.modalities} name {duplicates} more than once")
 
-    @property
-    def modalities(self) -> tuple[str, str]:
-        """Input dict keys in order: ``("text", second_modality)``."""
-        return ("text", self.second_modality)
 
-
-def load_item_modalities(config: ItemModalitiesConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """``({"text": [n, d_t], second: [n, d_2]}, report)``; the report counts zero (missing) rows."""
-    from mmq.data import load_dataset
-
-    dataset = load_dataset(config.dataset, kcore=config.kcore)
-    embeddings = {"text": item_text_embeddings(dataset, config.text)}
-    if config.second_modality == "image":
+def _features(dataset, name: str, config: ItemModalitiesConfig):
+    """The non-text modality ``name`` of ``dataset``: features with ``.embeddings`` and ``.valid``."""
+    if name == "image":
         from mmq.image_tower.features import item_image_embeddings
         from mmq.runs import checkpoints_root
 
-        features = item_image_embeddings(dataset, checkpoints_root() / config.tower_run / config.tower_stage)
-    else:
-        features = item_collaborative_embeddings(dataset, config.collaborative)
-    embeddings[config.second_modality] = features.embeddings
+        return item_image_embeddings(dataset, checkpoints_root() / config.tower_run / config.tower_stage)
+    return item_collaborative_embeddings(dataset, config.collaborative)
+
+
+def load_item_modalities(config: ItemModalitiesConfig) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``({modality: [n, d_m]} in config order, report)``; the report counts zero (missing) rows.
+
+    The report holds ``num_items_without_<name>`` for every non-text modality.
+    """
+    from mmq.data import load_dataset
+
+    dataset = load_dataset(config.dataset, kcore=config.kcore)
+    embeddings, missing = {}, {}
+    for name in config.modalities:
+        if name == "text":
+            embeddings[name] = item_text_embeddings(dataset, config.text)
+        else:
+            features = _features(dataset, name, config)
+            embeddings[name] = features.embeddings
+            missing[f"num_items_without_{name}"] = int((~features.valid).sum())
     report = {"dataset": dataset.name, "num_items": dataset.num_items,
               "dims": {name: int(array.shape[1]) for name, array in embeddings.items()},
-              f"num_items_without_{config.second_modality}": int((~features.valid).sum()),
-              "missing_rows": "zero vectors (stay zero after L2 normalisation)"}
+              **missing, "missing_rows": "zero vectors (stay zero after L2 normalisation)"}
     return embeddings, report

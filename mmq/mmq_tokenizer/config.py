@@ -1,4 +1,4 @@
-"""Stage-1 MMQ tokenizer hyper-parameters (MMQ_SPEC §2): one frozen dataclass, ablations as fields.
+"""Stage-1 MMQ tokenizer hyper-parameters (docs/method.md §2): one frozen dataclass, ablations as fields.
 
 Defaults are the paper's main setting where it states one ([paper]) and our documented choice
 where it is silent ([choice]). Every ablation of the paper is a field, never a code fork:
@@ -8,11 +8,17 @@ where it is silent ([choice]). Every ablation of the paper is a field, never a c
 - ``orthogonality_weight: 0``  "w/o L_ortho"
 - ``num_shared_experts: 0``    specific-only (4-10 experts)
 - more experts per group       SID length 6 / 9 / 12 / 15 / 18
+
+``expert_type`` names the expert architecture in :data:`~mmq.mmq_tokenizer.experts.EXPERT_TYPES`
+(``"mlp"``, the paper's setting); ``modalities`` may name any number of inputs, each with its own
+count of specific experts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+
+from mmq.mmq_tokenizer.experts import expert_type_class
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +31,7 @@ class MMQConfig:
     num_specific_experts: tuple[int, ...] = (2, 2)    # N_t, N_v, ... one count per modality [paper]
     codebook_size: int = 100                          # K per expert [paper: 100 on Beauty]
     code_dim: int = 256                               # d, expert output width [choice; paper treats W_i as d x d]
+    expert_type: str = "mlp"                          # key of experts.EXPERT_TYPES [choice: MLP ending in d x d]
     expert_hidden_dims: tuple[int, ...] = ()          # extra hidden layers before the final d x d linear [choice]
     gate_hidden_dim: int = 64                         # MLP_t / MLP_v hidden width of the softmax gates [choice]
     decoder_hidden_dims: tuple[int, ...] = (512,)     # Dec and Dec_m hidden widths [choice]
@@ -61,6 +68,7 @@ class MMQConfig:
                              f"{self.modalities}")
         if self.num_shared_experts < 0 or min(self.num_specific_experts) < 0 or self.num_experts < 1:
             raise ValueError("expert counts must be >= 0 with at least one expert in total")
+        expert_type_class(self.expert_type)  # unknown names: ValueError listing the valid ones
         if self.lookup not in ("cosine", "l2"):
             raise ValueError(f"lookup must be 'cosine' or 'l2', got {self.lookup!r}")
         if self.codebook_update not in ("loss", "ema", "none"):

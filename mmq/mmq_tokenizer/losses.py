@@ -1,4 +1,4 @@
-"""Stage-1 MMQ losses (MMQ_SPEC §2, "Losses"), each a small function citing its equation.
+"""Stage-1 MMQ losses (docs/method.md §2.6), each a small function citing its equation.
 
 Squared errors are summed over coordinates and averaged over the batch, the scale of the
 ``reconstruction_l2_sq`` column of every tokenizer-quality report.
@@ -34,12 +34,13 @@ def auxiliary_loss(inputs: Mapping[str, Tensor], reconstructions: Mapping[str, T
 def orthogonality_loss(groups: list[Tensor]) -> Tensor:
     """L_ortho = sum_groups ||V V^T - I||_F^2, V = row-normalised flattened W_i (MMQ eq. L_ortho).
 
-    ``groups``: one ``[experts, d, d]`` stack of final expert weights per group (shared,
-    each modality's specific experts). A group of one expert contributes 0.
+    ``groups``: one ``[experts, ...]`` stack of final expert weights per group (shared, each
+    modality's specific experts; ``[experts, d, d]`` for the MLP experts), each expert's weight
+    flattened to v_i. A group of one expert contributes 0.
     """
     total = groups[0].new_zeros(()) if groups else torch.zeros(())
     for weights in groups:
-        vectors = rearrange(weights, "e i o -> e (i o)")  # [experts, d*d]
+        vectors = rearrange(weights, "e ... -> e (...)")  # [experts, d*d] for d x d weights
         vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
         gram = vectors @ vectors.T  # [experts, experts]
         identity = torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype)

@@ -1,4 +1,4 @@
-"""The stage-1 shared-specific MMQ network (MMQ_SPEC §2): experts, gates, quantizer, decoders.
+"""The stage-1 shared-specific MMQ network (docs/method.md §2): experts, gates, quantizer, decoders.
 
 Expert order (= SID order): shared experts on the concatenation [e_t, e_v, ...], then each
 modality's specific experts in ``config.modalities`` order. Shared experts weigh 1, specific
@@ -7,6 +7,10 @@ experts weigh their modality's softmax gate:
     z   = sum_i z_s,i + sum_m sum_i g_m,i z_m,i
     z_q = sum_i q(z_s,i) + sum_m sum_i g_m,i q(z_m,i)
     x_hat = Dec(z + sg(z_q - z));   e_m_hat = Dec_m(z_m + sg(z_q,m - z_m)),  z_m = sum_i g_m,i z_m,i
+
+Any number of modalities works (one, two, three, ...). A modality with 0 specific experts only
+feeds the shared experts: it has no gate, no Dec_m and no L_aux term. Every expert group is an
+:class:`~mmq.mmq_tokenizer.experts.ExpertGroup` of ``config.expert_type``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from einops import einsum
 from torch import Tensor, nn
 
 from mmq.mmq_tokenizer.config import MMQConfig
-from mmq.mmq_tokenizer.experts import ExpertGroup, ModalityGate
+from mmq.mmq_tokenizer.experts import ExpertGroup, ModalityGate, build_expert_group
 from mmq.semantic_ids.layers import mlp as decoder_mlp  # Dec and the auxiliary Dec_m
 from mmq.mmq_tokenizer.losses import (auxiliary_loss, codebook_loss, commitment_loss, gate_balance_loss,
                                       orthogonality_loss, reconstruction_loss, stage1_objective)
@@ -59,12 +63,9 @@ class MMQModel(nn.Module):
         self.input_dims = {name: int(input_dims[name]) for name in self.modalities}
         total_dim, dim = sum(self.input_dims.values()), config.code_dim
         self.counts = dict(zip(self.modalities, config.num_specific_experts))
-        self.shared = (ExpertGroup(num_experts=config.num_shared_experts, input_dim=total_dim, code_dim=dim,
-                                   hidden_dims=config.expert_hidden_dims) if config.num_shared_experts else None)
-        gated = [name for name in self.modalities if self.counts[name]]
-        self.specific = nn.ModuleDict({name: ExpertGroup(num_experts=self.counts[name], input_dim=self.input_dims[name],
-                                                         code_dim=dim, hidden_dims=config.expert_hidden_dims)
-                                       for name in gated})
+        self.shared = self._experts(config.num_shared_experts, total_dim) if config.num_shared_experts else None
+        gated = [name for name in self.modalities if self.counts[name]]  # modalities with specific experts
+        self.specific = nn.ModuleDict({name: self._experts(self.counts[name], self.input_dims[name]) for name in gated})
         self.gates = nn.ModuleDict({name: ModalityGate(input_dim=self.input_dims[name], num_experts=self.counts[name],
                                                        hidden_dim=config.gate_hidden_dim) for name in gated})
         self.quantizer = ExpertCodebooks(num_experts=config.num_experts, codebook_size=config.codebook_size, dim=dim,
@@ -76,21 +77,35 @@ class MMQModel(nn.Module):
         # mean gates over the training items: decode(codes) without inputs mixes experts with these
         self.register_buffer("mean_weights", torch.ones(config.num_experts))
 
+    def _experts(self, num_experts: int, input_dim: int) -> ExpertGroup:
+        """One group of ``config.expert_type`` experts (built through ``experts.EXPERT_TYPES``)."""
+        return build_expert_group(self.config.expert_type, num_experts=num_experts, input_dim=input_dim,
+                                  code_dim=self.config.code_dim, hidden_dims=self.config.expert_hidden_dims)
+
     def expert_groups(self) -> list[Tensor]:
-        """Final d x d weights per group (shared, then each modality): the L_ortho groups."""
+        """Each group's ``final_weights`` ``[experts, ...]`` (shared, then each modality): the L_ortho groups."""
         groups = [self.shared.final_weights] if self.shared is not None else []
         return groups + [self.specific[name].final_weights for name in self.specific]
+
+    def _group_latents(self, group: ExpertGroup, inputs: Tensor) -> Tensor:
+        """``[batch, input_dim] -> [batch, experts, d]``, checked (a new expert type fails here, clearly)."""
+        latents = group(inputs)
+        expected = (inputs.shape[0], group.num_experts, self.config.code_dim)
+        if tuple(latents.shape) != expected:
+            raise ValueError(f"expert_type {self.config.expert_type!r} ({type(group).__name__}) returned shape "
+                             f"{tuple(latents.shape)}, expected [batch, experts, code_dim] = {expected}")
+        return latents
 
     def expert_latents(self, inputs: Mapping[str, Tensor]) -> ExpertLatents:
         """Raw latents and mixing weights of every expert, SID order."""
         first = inputs[self.modalities[0]]
         latents, weights = [], []
         if self.shared is not None:
-            concatenated = torch.cat([inputs[name] for name in self.modalities], dim=-1)
-            latents.append(self.shared(concatenated))  # [batch, N_s, d]
+            concatenated = torch.cat([inputs[name] for name in self.modalities], dim=-1)  # [batch, sum of dims]
+            latents.append(self._group_latents(self.shared, concatenated))  # [batch, N_s, d]
             weights.append(first.new_ones(first.shape[0], self.shared.num_experts))
         for name, group in self.specific.items():
-            latents.append(group(inputs[name]))  # [batch, N_m, d]
+            latents.append(self._group_latents(group, inputs[name]))  # [batch, N_m, d]
             weights.append(self.gates[name](inputs[name]))  # [batch, N_m]
         return ExpertLatents(torch.cat(latents, dim=1), torch.cat(weights, dim=1))
 

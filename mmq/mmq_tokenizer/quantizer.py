@@ -1,12 +1,12 @@
 """Parallel per-expert quantizer: one codebook per expert, cosine (paper) or L2 (ablation) lookup.
 
 Not residual: expert i's latent z_i is matched against its own codebook only, c_i = argmax_j
-cos(z_i, q_j) (MMQ_SPEC §2, "Quantizer"). With ``lookup="cosine"`` latents and codes live on the
+cos(z_i, q_j) (docs/method.md §2.4). With ``lookup="cosine"`` latents and codes live on the
 unit sphere (both are L2-normalised before lookup, codebook and commitment terms), so the code
 of an item does not depend on the scale of its latent. With ``lookup="l2"`` raw latents are
 matched to raw codes by squared distance (standard VQ).
 
-Stage 2 (behaviour-aware fine-tuning, MMQ_SPEC §3) needs the per-expert logits p = [cos(z_i, q_1)
+Stage 2 (behaviour-aware fine-tuning, docs/method.md §4.1) needs the per-expert logits p = [cos(z_i, q_1)
 .. cos(z_i, q_K)]; :meth:`ExpertCodebooks.logits` returns them ``[batch, experts, K]`` so a soft
 index ``softmax(p / tau) + sg(onehot(argmax p) - softmax(p / tau))`` can replace the hard lookup.
 """
