@@ -2,7 +2,8 @@
 
 Every stage boundary in mmq is a file (processed tables, features, SID tables, reports). A run
 killed half-way must never leave a truncated file that a later run would read as valid, so all
-writers go through a temporary file in the same directory followed by ``os.replace``.
+writers go through a temporary file in the same directory followed by ``os.replace``. Artifacts get
+the permissions an ordinary file gets under the process umask (``mkstemp`` alone would leave 0600).
 """
 
 from __future__ import annotations
@@ -28,10 +29,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        if temporary_path.exists():
+            os.chmod(temporary_path, 0o666 & ~_umask())
         os.replace(temporary_path, path)
     finally:
         if temporary_path.exists():
             temporary_path.unlink()
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -11,6 +11,7 @@ several public repositories and Myntra needs a Kaggle login; see README.md, sect
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from mmq.cli import setup
@@ -21,7 +22,7 @@ from mmq.data.download import fetch_amazon, fetch_movielens, verify
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Download or verify; exit 1 on a checksum mismatch."""
+    """Download or verify; exit 1 on a checksum mismatch, 2 when no known file is present at all."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=["amazon", "movielens"], nargs="*", default=[])
     parser.add_argument("--categories", nargs="+", default=sorted(RAW_CATEGORIES), choices=sorted(RAW_CATEGORIES))
@@ -42,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{value:>8}  {name}")
         if any(value.startswith("MISMATCH") for value in status.values()):
             return 1
+        if all(value == "missing" for value in status.values()):
+            print(f"error: none of the {len(status)} known files is under {root}: nothing verified "
+                  "(set MMQ_DATA_DIR or --root)", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from mmq.cli import setup
 
@@ -17,7 +18,8 @@ DEFAULT_DATASETS = ("beauty", "sports", "toys", "office", "movielens", "movielen
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print one statistics block per dataset; exit 1 if a count differs from the published one."""
+    """Print one statistics block per dataset; exit 1 if a count differs from the published one, 2 if a
+    named dataset (or, with --all, every dataset) is missing."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("datasets", nargs="*", help=f"any of {sorted(DATASETS)}")
     parser.add_argument("--all", action="store_true", help=f"all of {', '.join(DEFAULT_DATASETS)}")
@@ -26,12 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     setup()
     names = list(DEFAULT_DATASETS) if arguments.all or not arguments.datasets else arguments.datasets
     print(f"data directory: {data_dir().resolve()}")
-    mismatches = 0
+    mismatches, missing = 0, []
     for name in names:
         try:
             dataset = load_dataset(name, use_cache=not arguments.no_cache)
         except MissingDataError as error:
             print(f"\n[{name}] skipped: {error}")
+            missing.append(name)
             continue
         stats = dataset.statistics()
         expected = DATASETS[name].expected
@@ -42,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             checks.append(f"{key} {stats[key]:,} ({'matches' if ok else 'EXPECTED ' + format(value, ',')})")
         print(f"\n[{name}] " + " | ".join(checks))
         print(json.dumps(stats, indent=None))
+    if missing and (arguments.datasets or len(missing) == len(names)):
+        print(f"\nerror: missing under {data_dir().resolve()}: {', '.join(missing)}", file=sys.stderr)
+        return 2
     return 1 if mismatches else 0
 
 

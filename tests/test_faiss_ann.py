@@ -122,7 +122,7 @@ def test_nan_and_dim_mismatch_raise(clustered):
     bad = db.copy()
     bad[[5, 9], 3] = np.nan
     bad[11, 0] = np.inf
-    with pytest.raises(ValueError, match=r"3 row\(s\) with NaN/inf"):
+    with pytest.raises(ValueError, match=r"3 row\(s\) with NaN or inf"):
         build_index(bad, IndexSpec("Flat"))
     index = build_index(db, IndexSpec("Flat"))
     bad_q = q.copy()

@@ -61,7 +61,7 @@ def test_corrupt_cache_is_rejected(isolated_dirs):
     bad = np.ones((3, 4), dtype=np.float32)
     bad[2, 1] = np.nan
     np.save(path, bad)
-    with pytest.raises(ValueError, match="1 rows contain NaN"):
+    with pytest.raises(ValueError, match=r"1 row\(s\) with NaN or inf"):
         item_text_embeddings(dataset, config)
     np.save(path, np.ones((2, 4), dtype=np.float32))
     with pytest.raises(ValueError, match=r"shape \(2, 4\), expected \[3, dim\]"):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from mmq.arrays import check_finite_rows
+
 logger = logging.getLogger(__name__)
 
 _METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
@@ -66,14 +68,7 @@ def _as_matrix(x: np.ndarray, *, what: str) -> np.ndarray:
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{what} must be non-empty, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    bad_rows = ~np.isfinite(arr).all(axis=1)
-    n_bad = int(bad_rows.sum())
-    if n_bad:
-        first = int(np.flatnonzero(bad_rows)[0])
-        raise ValueError(
-            f"{what} contains {n_bad} row(s) with NaN/inf values (shape {arr.shape}, "
-            f"first bad row {first})"
-        )
+    check_finite_rows(arr, name=f"{what} (shape {arr.shape})")
     return arr
 
 

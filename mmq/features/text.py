@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from mmq import artifacts
+from mmq.arrays import check_finite_rows
 from mmq.data.paths import cache_dir
 from mmq.data.schema import InteractionDataset
 
@@ -127,6 +128,4 @@ def validate_embeddings(embeddings: np.ndarray, num_items: int, *, source: str) 
     """Reject a feature matrix with the wrong shape or non-finite values, naming the problem."""
     if embeddings.ndim != 2 or embeddings.shape[0] != num_items:
         raise ValueError(f"{source}: embeddings have shape {embeddings.shape}, expected [{num_items}, dim]")
-    bad_rows = ~np.isfinite(embeddings).all(axis=1)
-    if bad_rows.any():
-        raise ValueError(f"{source}: {int(bad_rows.sum())} rows contain NaN/inf (e.g. row {int(np.argmax(bad_rows))})")
+    check_finite_rows(embeddings, name=source)

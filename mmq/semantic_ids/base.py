@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mmq.arrays import check_finite_rows
 from mmq.artifacts import atomic_path, read_json, save_npy, write_json
 
 TOKENIZER_JSON = "tokenizer.json"
@@ -61,12 +62,7 @@ def validate_embeddings(
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
     array = np.ascontiguousarray(array, dtype=np.float32)
-    finite = np.isfinite(array).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
-        raise ValueError(
-            f"{name} has {bad.size} row(s) with NaN or inf values (first rows: {bad[:5].tolist()})"
-        )
+    check_finite_rows(array, name=name)
     if expected_dim is not None and array.shape[1] != expected_dim:
         raise ValueError(
             f"{name} dimension mismatch: tokenizer was fitted on dim {expected_dim}, "
