@@ -2,8 +2,9 @@
 
 Model selection: validation NDCG@10 every ``eval_every`` epochs, early stopping after
 ``patience`` evaluations without improvement; ``best.pt`` holds the chosen weights and the test
-split is scored once, with them, by the caller. ``state.pt`` (model, optimiser, epoch, best so far,
-RNG) is rewritten atomically after every evaluation, so an interrupted run resumes there.
+split is scored once, with them, by the caller. The loop itself is :func:`mmq.training.run_training`:
+``state.pt`` (model, optimiser, progress, every RNG state) is rewritten atomically after every epoch,
+so an interrupted run resumes there and ends as the uninterrupted run would.
 With ``joint`` (MMQ stage 2, :mod:`mmq.generative.finetune`) the tokenizer trains with the model,
 validation uses the SIDs it derives at that moment, and ``best_source.pt`` keeps its chosen weights.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,11 @@ from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.recommenders.evaluation import NextItemEvaluationConfig, drop_history_items, next_item_metrics
 from mmq.recommenders.sequences import iterate_batches, length_bucketed_batches, pad_histories
 from mmq.semantic_ids.base import load_torch_state, save_torch_state
+from mmq.training import BEST_FILE, LoopSettings, TrainingTask, run_training
 
 LOGGER = logging.getLogger(__name__)
 SELECTION_METRIC = "ndcg@10"
+BEST_SOURCE_FILE = "best_source.pt"   # stage 2: the tokenizer weights of the best epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,89 @@ def evaluate_split(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories:
     return next_item_metrics(ranked, targets, ks=evaluation.reported_ks)
 
 
+class GenerativeTask(TrainingTask):
+    """One epoch of next-SID training and a validation beam search (MMQ stage 2 when ``joint`` is given)."""
+
+    def __init__(self, model, optimizer, accelerator: Accelerator, config: TrainingConfig, *, inputs: np.ndarray,
+                 targets: np.ndarray, semantic_ids: np.ndarray, trie: SemanticIdTrie, valid_histories: list[np.ndarray],
+                 valid_targets: np.ndarray, max_history: int, seed: int, progress: bool, joint,
+                 evaluation: NextItemEvaluationConfig) -> None:
+        self.model, self.optimizer, self.accelerator, self.config = model, optimizer, accelerator, config
+        self.inputs, self.targets, self.semantic_ids = inputs, targets, semantic_ids
+        self.lookup, self.trie, self.table = item_codes_lookup(semantic_ids), trie, semantic_ids
+        self.valid_histories, self.valid_targets, self.max_history = valid_histories, valid_targets, max_history
+        self.seed, self.progress, self.joint, self.evaluation = seed, progress, joint, evaluation
+
+    def train_unit(self, index: int) -> dict[str, Any]:
+        """One pass over length-bucketed batches shuffled by ``(seed, epoch)``; mean loss (and stage-2 terms)."""
+        accelerator, inputs, targets, joint = self.accelerator, self.inputs, self.targets, self.joint
+        self.model.train()
+        if joint is not None:
+            joint.source.train()
+        losses, term_sums = [], {}
+        rng = np.random.default_rng([self.seed, index])   # per epoch: resuming changes nothing
+        batches = list(length_bucketed_batches(inputs, self.config.batch_size, rng=rng))
+        batches = batches[accelerator.process_index::accelerator.num_processes]  # data-parallel shards
+        for rows, first in tqdm(batches, desc=f"epoch {index + 1}", disable=not self.progress, mininterval=10,
+                                leave=False):
+            batch_targets = targets[rows, first:] if targets.ndim == 2 else targets[rows]
+            if joint is not None:
+                loss, terms = joint.loss(self.model, torch.from_numpy(inputs[rows, first:]).to(accelerator.device),
+                                         torch.from_numpy(batch_targets).to(accelerator.device))
+                for name, value in terms.items():
+                    term_sums[name] = term_sums.get(name, 0.0) + float(value.detach())
+            else:
+                history_codes = self.lookup[torch.from_numpy(inputs[rows, first:])].to(accelerator.device)
+                target_codes = self.lookup[torch.from_numpy(batch_targets)].to(accelerator.device)
+                loss = self.model(history_codes, target_codes).loss
+            self.optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            if self.config.grad_clip:
+                accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)  # the generator's only
+            self.optimizer.step()
+            losses.append(float(loss.detach()))
+        if joint is not None:  # the SIDs the tokenizer derives now: next epoch's de-dup digits, validation's table
+            self.table = joint.refresh()
+        return {"loss": float(np.mean(losses)),
+                **{f"train_{name}": round(value / len(losses), 5) for name, value in term_sums.items()}}
+
+    def evaluate(self, index: int) -> dict[str, Any]:
+        """Validation recall/NDCG of a constrained beam search over the current SIDs."""
+        if self.joint is not None:
+            self.lookup = item_codes_lookup(self.table)
+            self.trie = self.joint.trie(self.table).to(self.accelerator.device)
+        valid = evaluate_split(self.accelerator.unwrap_model(self.model), self.lookup, self.trie, self.valid_histories,
+                               self.valid_targets, max_history=self.max_history, evaluation=self.evaluation,
+                               device=self.accelerator.device)
+        if self.joint is not None:
+            changed = (self.table[:, :-1] != self.semantic_ids[:, :-1]).any(axis=1).mean()
+            valid = {"changed_item_fraction": float(changed), **valid}
+        return valid
+
+    def evaluation_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """The changed-SID fraction (stage 2) and every recall/NDCG, prefixed ``valid_``."""
+        record = {name: value for name, value in metrics.items() if name == "changed_item_fraction"}
+        return {**record, **{f"valid_{name}": value for name, value in metrics.items()
+                             if name.startswith(("recall", "ndcg"))}}
+
+    def save_best(self, path: Path, number: int, metrics: dict[str, Any]) -> None:
+        """``best.pt`` (generator weights) and, in stage 2, ``best_source.pt`` (tokenizer weights)."""
+        save_torch_state(path, self.accelerator.unwrap_model(self.model).state_dict())
+        if self.joint is not None:
+            save_torch_state(path.with_name(BEST_SOURCE_FILE), self.joint.source.state_dict())
+
+    def checkpointed(self) -> dict[str, Any]:
+        """Generator, optimiser and (stage 2) tokenizer."""
+        parts = {"model": self.accelerator.unwrap_model(self.model), "optimizer": self.optimizer}
+        return parts if self.joint is None else {**parts, "source": self.joint.source}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the checkpointed parts; a resumed tokenizer's de-dup digits are re-derived."""
+        super().load_state_dict(state)
+        if self.joint is not None:
+            self.table = self.joint.refresh()
+
+
 def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, targets: np.ndarray,
         semantic_ids: np.ndarray, trie: SemanticIdTrie, valid_histories: list[np.ndarray],
         valid_targets: np.ndarray, max_history: int, seed: int, progress: bool = True,
@@ -86,9 +171,7 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
     ``joint``: a :class:`mmq.generative.finetune.JointTokenizer` trained with the model (``semantic_ids``
     and ``trie`` are then only the starting point; evaluations use the tokenizer's current SIDs).
     """
-    state_path, best_path, best_source_path = directory / "state.pt", directory / "best.pt", directory / "best_source.pt"
     accelerator = Accelerator(cpu=config.cpu)
-    lookup = item_codes_lookup(semantic_ids)
     trie.to(accelerator.device)
     groups = [{"params": list(model.parameters())}]
     if joint is not None:
@@ -98,91 +181,29 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
         joint.to(accelerator.device)
         groups.append(joint.parameter_group(config.learning_rate))
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
-    progress_state = {"epoch": 0, "best": -1.0, "best_epoch": -1, "bad_evals": 0, "history": [],
-                      "train_seconds": 0.0, "train_targets": 0}
-    if state_path.exists():  # resume
-        saved = load_torch_state(state_path)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        progress_state = saved["progress"]
-        if joint is not None:
-            joint.source.load_state_dict(saved["source"])
-            joint.refresh()  # de-dup digits of the resumed tokenizer's codes
-        LOGGER.info("resuming %s at epoch %d", directory, progress_state["epoch"])
     model, optimizer = accelerator.prepare(model, optimizer)
-    target_count = int((targets >= 0).sum()) if targets.ndim == 2 else len(targets)
-    while progress_state["epoch"] < config.max_epochs and progress_state["bad_evals"] < config.patience:
-        model.train()
-        if joint is not None:
-            joint.source.train()
-        started, losses, term_sums = time.perf_counter(), [], {}
-        rng = np.random.default_rng([seed, progress_state["epoch"]])   # per epoch: resuming changes nothing
-        batches = list(length_bucketed_batches(inputs, config.batch_size, rng=rng))
-        batches = batches[accelerator.process_index::accelerator.num_processes]  # data-parallel shards
-        for rows, first in tqdm(batches, desc=f"epoch {progress_state['epoch'] + 1}", disable=not progress,
-                                mininterval=10):
-            batch_targets = targets[rows, first:] if targets.ndim == 2 else targets[rows]
-            if joint is not None:
-                loss, terms = joint.loss(model, torch.from_numpy(inputs[rows, first:]).to(accelerator.device),
-                                         torch.from_numpy(batch_targets).to(accelerator.device))
-                for name, value in terms.items():
-                    term_sums[name] = term_sums.get(name, 0.0) + float(value.detach())
-            else:
-                history_codes = lookup[torch.from_numpy(inputs[rows, first:])].to(accelerator.device)
-                target_codes = lookup[torch.from_numpy(batch_targets)].to(accelerator.device)
-                loss = model(history_codes, target_codes).loss
-            optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            if config.grad_clip:
-                accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)  # the generator's only
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        progress_state["train_seconds"] += time.perf_counter() - started
-        progress_state["train_targets"] += target_count
-        progress_state["epoch"] += 1
-        epoch = progress_state["epoch"]
-        record = {"epoch": epoch, "loss": float(np.mean(losses)),
-                  **{f"train_{name}": round(value / len(losses), 5) for name, value in term_sums.items()}}
-        progress_state["history"].append(record)   # validation numbers are added to this record below
-        if joint is not None:  # the SIDs the tokenizer derives now: next epoch's de-dup digits, validation's table
-            table = joint.refresh()
-        if epoch % config.eval_every == 0 or epoch == config.max_epochs:
-            unwrapped = accelerator.unwrap_model(model)
-            if joint is not None:
-                lookup, trie = item_codes_lookup(table), joint.trie(table).to(accelerator.device)
-                record["changed_item_fraction"] = float((table[:, :-1] != semantic_ids[:, :-1]).any(axis=1).mean())
-            valid = evaluate_split(unwrapped, lookup, trie, valid_histories, valid_targets, max_history=max_history,
-                                   evaluation=evaluation, device=accelerator.device)
-            record.update({f"valid_{name}": value for name, value in valid.items() if name.startswith(("recall", "ndcg"))})
-            improved = valid[SELECTION_METRIC] > progress_state["best"]
-            if improved:
-                progress_state.update(best=valid[SELECTION_METRIC], best_epoch=epoch, bad_evals=0)
-            else:
-                progress_state["bad_evals"] += 1
-            if accelerator.is_main_process:
-                if improved:
-                    save_torch_state(best_path, unwrapped.state_dict())
-                    if joint is not None:
-                        save_torch_state(best_source_path, joint.source.state_dict())
-                state = {"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(), "progress": progress_state}
-                if joint is not None:
-                    state["source"] = joint.source.state_dict()
-                save_torch_state(state_path, state)
-            accelerator.wait_for_everyone()
-        LOGGER.info("%s", record)
+    task = GenerativeTask(model, optimizer, accelerator, config, inputs=inputs, targets=targets,
+                          semantic_ids=semantic_ids, trie=trie, valid_histories=valid_histories,
+                          valid_targets=valid_targets, max_history=max_history, seed=seed, progress=progress,
+                          joint=joint, evaluation=evaluation)
+    settings = LoopSettings(max_units=config.max_epochs, eval_every=config.eval_every, patience=config.patience,
+                            selection_metric=SELECTION_METRIC, description="generative")
+    result = run_training(task, settings, directory, seed=seed, accelerator=accelerator, progress=progress)
+    best_path = directory / BEST_FILE
     if not best_path.exists():
         raise RuntimeError(f"no validation evaluation happened in {directory}; check max_epochs/eval_every")
     accelerator.unwrap_model(model).load_state_dict(load_torch_state(best_path))
     if joint is not None:
-        joint.source.load_state_dict(load_torch_state(best_source_path))
+        joint.source.load_state_dict(load_torch_state(directory / BEST_SOURCE_FILE))
         joint.source.eval()
         joint.refresh()
+    target_count = int((targets >= 0).sum()) if targets.ndim == 2 else len(targets)
     return {
-        "best_epoch": progress_state["best_epoch"],
-        "best_valid_" + SELECTION_METRIC: progress_state["best"],
-        "epochs_run": progress_state["epoch"],
-        "train_seconds": round(progress_state["train_seconds"], 1),
-        "train_targets_per_second": round(progress_state["train_targets"] / max(progress_state["train_seconds"], 1e-9), 1),
-        "history": progress_state["history"],
+        "best_epoch": result.best_unit,
+        "best_valid_" + SELECTION_METRIC: result.best_score,
+        "epochs_run": result.units_run,
+        "train_seconds": round(result.train_seconds, 1),
+        "train_targets_per_second": round(result.units_run * target_count / max(result.train_seconds, 1e-9), 1),
+        "history": result.history,
         "device": str(accelerator.device),
     }

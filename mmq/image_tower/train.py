@@ -2,8 +2,9 @@
 
 Each epoch shuffles the training items with ``(seed, epoch)``, augments uint8 pixels from the
 in-memory cache, and scores the validation split (text->image Recall@k). ``best.pt`` keeps the
-epoch with the best validation ``selection_metric``; ``state.pt`` (model, optimiser, scheduler,
-history) is written atomically after every epoch, so a killed run resumes at the next epoch.
+epoch with the best validation ``selection_metric``. The loop is :func:`mmq.training.run_training`:
+``state.pt`` (model, optimiser, scheduler, progress, every RNG state) is written atomically after
+every epoch, so a killed run resumes at the next epoch and ends as the uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import time
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -21,13 +21,13 @@ from accelerate import Accelerator
 from open_clip.loss import ClipLoss
 from tqdm import tqdm
 
-from mmq import artifacts
 from mmq.config import to_dict
 from mmq.features.text import TextFeatureConfig
 from mmq.image_tower.checkpoint import save_checkpoint
 from mmq.image_tower.data import ItemSplit, augment
 from mmq.image_tower.evaluate import cross_modal_metrics, encode_pixels, encode_text_embeddings
 from mmq.image_tower.model import ImageTextModel
+from mmq.training import BEST_FILE, LoopSettings, TrainingTask, run_training
 
 LOGGER = logging.getLogger(__name__)
 
@@ -117,12 +117,71 @@ def validate(model: ImageTextModel, pixels: np.ndarray, texts: np.ndarray, label
     return cross_modal_metrics(image_features, text_features, labels)
 
 
+class ImageTowerTask(TrainingTask):
+    """One contrastive epoch over augmented training items and a cross-modal validation."""
+
+    def __init__(self, model, optimizer, scheduler, accelerator: Accelerator, config: TrainConfig, *,
+                 pixels: np.ndarray, texts: np.ndarray, labels: np.ndarray, split: ItemSplit,
+                 train_items: np.ndarray, steps_per_epoch: int, seed: int, progress: bool) -> None:
+        self.model, self.optimizer, self.scheduler, self.accelerator = model, optimizer, scheduler, accelerator
+        self.config, self.split, self.seed, self.progress = config, split, seed, progress
+        self.pixels, self.texts, self.valid_labels = pixels, texts, labels[split.valid]
+        self.train_items, self.steps_per_epoch = train_items, steps_per_epoch
+        self.loss_function = ClipLoss(rank=accelerator.process_index, world_size=accelerator.num_processes)
+        self.pixels_tensor = torch.from_numpy(np.ascontiguousarray(pixels))     # [items, 3, H, W] uint8
+        self.texts_tensor = torch.from_numpy(np.ascontiguousarray(texts, dtype=np.float32))
+
+    def train_unit(self, index: int) -> dict[str, Any]:
+        """One epoch in an order (and augmentations) drawn from a generator seeded by ``(seed, epoch)``."""
+        accelerator, config = self.accelerator, self.config
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        order = torch.from_numpy(self.train_items)[torch.randperm(len(self.train_items), generator=generator)]
+        order = order[accelerator.process_index::accelerator.num_processes]
+        self.model.train()
+        losses = []
+        bar = tqdm(range(self.steps_per_epoch), desc=f"{config.dataset} epoch {index + 1}/{config.epochs}",
+                   disable=not self.progress or not accelerator.is_main_process, mininterval=10, leave=False)
+        for step in bar:
+            batch = order[step * config.batch_size:(step + 1) * config.batch_size]
+            images = augment(self.pixels_tensor[batch], pad=config.augment_pad, flip=config.augment_flip,
+                             generator=generator)
+            output = self.model(images.to(accelerator.device), self.texts_tensor[batch].to(accelerator.device))
+            loss = self.loss_function(output.image_features, output.text_features, output.logit_scale)
+            accelerator.backward(loss)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{float(output.logit_scale.detach()):.1f}")
+        return {"train_loss": float(np.mean(losses))}
+
+    def unit_record(self, number: int, fields: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """Epoch, mean loss, wall time, throughput and the learned temperature."""
+        return {"epoch": number, **fields, "epoch_seconds": round(seconds, 1),
+                "train_images_per_second": round(self.steps_per_epoch * self.config.batch_size / seconds, 1),
+                "logit_scale": float(self.accelerator.unwrap_model(self.model).logit_scale.detach().exp())}
+
+    def evaluate(self, index: int) -> dict[str, Any]:
+        """Cross-modal metrics on the validation items."""
+        valid = self.split.valid
+        return validate(self.accelerator.unwrap_model(self.model), self.pixels[valid], self.texts[valid],
+                        self.valid_labels, self.accelerator.device)
+
+    def save_best(self, path: Path, number: int, metrics: dict[str, Any]) -> None:
+        """A self-describing checkpoint (:func:`mmq.image_tower.checkpoint.save_checkpoint`)."""
+        save_checkpoint(path, self.accelerator.unwrap_model(self.model), train_config=to_dict(self.config),
+                        epoch=number, valid=metrics)
+
+    def checkpointed(self) -> dict[str, Any]:
+        """Model, optimiser and learning-rate scheduler."""
+        return {"model": self.accelerator.unwrap_model(self.model), "optimizer": self.optimizer,
+                "scheduler": self.scheduler}
+
+
 def train_stage(model: ImageTextModel, config: TrainConfig, directory: Path, *, pixels: np.ndarray,
                 texts: np.ndarray, labels: np.ndarray, split: ItemSplit, seed: int,
                 progress: bool = True) -> StageResult:
     """Train ``model`` on ``split.train`` and keep the best validation epoch in ``directory/best.pt``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    state_path, best_path = directory / "state.pt", directory / "best.pt"
     accelerator = Accelerator(cpu=config.cpu)
     train_items = split.train[:config.max_train_items] if config.max_train_items else split.train
     steps_per_epoch = len(train_items) // accelerator.num_processes // config.batch_size
@@ -131,60 +190,11 @@ def train_stage(model: ImageTextModel, config: TrainConfig, directory: Path, *, 
     optimizer = _optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _warmup_cosine(config.warmup_steps, config.epochs * steps_per_epoch))
-    history, best_score, start_epoch, train_seconds = [], -1.0, 0, 0.0
-    if state_path.exists():  # resume after an interruption
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        history, best_score, start_epoch = state["history"], state["best_score"], state["epoch"] + 1
-        train_seconds = state["train_seconds"]
-        LOGGER.info("resuming %s at epoch %d (best %s %.4f)", directory, start_epoch, config.selection_metric,
-                    best_score)
     model, optimizer = accelerator.prepare(model, optimizer)
-    loss_fn = ClipLoss(rank=accelerator.process_index, world_size=accelerator.num_processes)
-    pixels_tensor = torch.from_numpy(np.ascontiguousarray(pixels))     # [items, 3, H, W] uint8
-    texts_tensor = torch.from_numpy(np.ascontiguousarray(texts, dtype=np.float32))
-    valid_labels = labels[split.valid]
-    for epoch in range(start_epoch, config.epochs):
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        order = torch.from_numpy(train_items)[torch.randperm(len(train_items), generator=generator)]
-        order = order[accelerator.process_index::accelerator.num_processes]
-        model.train()
-        started, losses = time.perf_counter(), []
-        bar = tqdm(range(steps_per_epoch), desc=f"{config.dataset} epoch {epoch + 1}/{config.epochs}",
-                   disable=not progress or not accelerator.is_main_process, mininterval=10)
-        for step in bar:
-            batch = order[step * config.batch_size:(step + 1) * config.batch_size]
-            images = augment(pixels_tensor[batch], pad=config.augment_pad, flip=config.augment_flip,
-                             generator=generator)
-            output = model(images.to(accelerator.device), texts_tensor[batch].to(accelerator.device))
-            loss = loss_fn(output.image_features, output.text_features, output.logit_scale)
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", scale=f"{float(output.logit_scale.detach()):.1f}")
-        seconds = time.perf_counter() - started
-        train_seconds += seconds
-        unwrapped = accelerator.unwrap_model(model)
-        valid = validate(unwrapped, pixels[split.valid], texts[split.valid], valid_labels, accelerator.device)
-        entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "epoch_seconds": round(seconds, 1),
-                 "train_images_per_second": round(steps_per_epoch * config.batch_size / seconds, 1),
-                 "logit_scale": float(unwrapped.logit_scale.detach().exp()), "valid": valid}
-        history.append(entry)
-        LOGGER.info("%s epoch %d: loss %.4f, valid %s %.4f, %.0f img/s", config.dataset, epoch + 1,
-                    entry["train_loss"], config.selection_metric, valid[config.selection_metric],
-                    entry["train_images_per_second"])
-        if accelerator.is_main_process:
-            if valid[config.selection_metric] > best_score:
-                best_score = valid[config.selection_metric]
-                save_checkpoint(best_path, unwrapped, train_config=to_dict(config), epoch=epoch + 1, valid=valid)
-            with artifacts.atomic_path(state_path) as temporary:
-                torch.save({"model": unwrapped.state_dict(), "optimizer": optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "history": history, "best_score": best_score,
-                            "epoch": epoch, "train_seconds": train_seconds}, temporary)
-        accelerator.wait_for_everyone()
-    best_epoch = max(history, key=lambda item: item["valid"][config.selection_metric])["epoch"] if history else 0
-    return StageResult(best_path, split, history, best_epoch, train_seconds)
+    task = ImageTowerTask(model, optimizer, scheduler, accelerator, config, pixels=pixels, texts=texts, labels=labels,
+                          split=split, train_items=train_items, steps_per_epoch=steps_per_epoch, seed=seed,
+                          progress=progress)
+    settings = LoopSettings(max_units=config.epochs, selection_metric=config.selection_metric,
+                            description=f"image tower {config.dataset}")
+    result = run_training(task, settings, directory, seed=seed, accelerator=accelerator, progress=progress)
+    return StageResult(directory / BEST_FILE, split, result.history, result.best_unit, result.train_seconds)

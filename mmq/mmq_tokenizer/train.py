@@ -1,23 +1,28 @@
 """Stage-1 training loop: faiss k-means codebook init, Adam with cosine decay, dead-code restarts.
 
 Runs under ``accelerate`` (CPU, one GPU or several) on in-memory modality tensors; shuffled
-mini-batches from a seeded generator make the same seed give the same semantic IDs.
+mini-batches from a seeded generator make the same seed give the same semantic IDs. The loop is
+:func:`mmq.training.run_training` with windows of ``restart_every`` steps as its units (each ends
+with a log entry and dead-code restarts); there is no validation, so no selection or early
+stopping. Given a ``directory``, ``state.pt`` (model, optimiser, generator, RNG states) is written
+after every window and an interrupted run resumes to the same semantic IDs.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Mapping
+from pathlib import Path
+from typing import Any, Mapping
 
 import faiss
 import numpy as np
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from mmq.mmq_tokenizer.config import MMQConfig
 from mmq.mmq_tokenizer.model import MMQModel
+from mmq.training import LoopSettings, TrainingTask, has_saved_state, run_training
 
 LOGGER = logging.getLogger(__name__)
 INFERENCE_CHUNK = 65_536  # rows per no-grad forward
@@ -87,53 +92,93 @@ def mean_weights(model: MMQModel, data: Mapping[str, torch.Tensor]) -> torch.Ten
     return total / num_items
 
 
-def train_stage1(model: MMQModel, data: Mapping[str, torch.Tensor], config: MMQConfig, seed: int) -> list[dict]:
-    """Train ``model`` in place on ``data`` (normalised modality tensors); returns the per-window log."""
+class Stage1Task(TrainingTask):
+    """MMQ stage 1 in windows of ``restart_every`` steps: each window ends with a log entry and restarts."""
+
+    def __init__(self, model, optimizer, accelerator: Accelerator, data: Mapping[str, torch.Tensor],
+                 config: MMQConfig, generator: torch.Generator) -> None:
+        self.model, self.optimizer, self.accelerator = model, optimizer, accelerator
+        self.data, self.config = data, config
+        self.generator = generator                     # batch order and restart rows, carried across windows
+        self.num_items = next(iter(data.values())).shape[0]
+        self.batch_size = min(config.batch_size, self.num_items)
+        self.steps_per_epoch = max(1, self.num_items // self.batch_size)  # drop the ragged last batch
+        self.restart_stop = int(config.restart_until * config.num_steps)
+        self.permutation: torch.Tensor | None = None   # this data epoch's order (epochs and windows need not align)
+        self.usage = torch.zeros(config.num_experts, config.codebook_size, dtype=torch.int64, device=accelerator.device)
+
+    def train_unit(self, index: int) -> dict[str, Any]:
+        """Steps ``[index * restart_every, ...)``; mean losses, fewest codes used, codes restarted."""
+        config, accelerator = self.config, self.accelerator
+        first = index * config.restart_every
+        last = min(first + config.restart_every, config.num_steps)
+        sums: dict[str, float] = {}
+        self.model.train()
+        for step in range(first, last):
+            position = step % self.steps_per_epoch
+            if position == 0:
+                self.permutation = torch.randperm(self.num_items, generator=self.generator).to(accelerator.device)
+            batch = batch_of(self.data, self.permutation[position * self.batch_size: (position + 1) * self.batch_size])
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+            output = self.model(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(output.losses["total"])
+            self.optimizer.step()
+            self.usage += torch.nn.functional.one_hot(output.codes, config.codebook_size).sum(0)
+            for name, value in output.losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+        entry = {"step": last, **{name: value / (last - first) for name, value in sums.items()},
+                 "codes_used_min": int((self.usage > 0).sum(1).min())}
+        restarted = 0
+        if config.dead_code_restarts and last - 1 < self.restart_stop:
+            restarted = restart_dead_codes(accelerator.unwrap_model(self.model), batch, self.usage, self.generator)
+        entry["restarted"] = restarted
+        self.usage.zero_()
+        return entry
+
+    def unit_record(self, number: int, fields: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """The window's entry as it is (its ``step`` already says where it ends)."""
+        return fields
+
+    def checkpointed(self) -> dict[str, Any]:
+        """Model and optimiser."""
+        return {"model": self.accelerator.unwrap_model(self.model), "optimizer": self.optimizer}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpointed parts, the batch-order generator and the current data epoch's order."""
+        return {**super().state_dict(), "generator": self.generator.get_state(),
+                "permutation": None if self.permutation is None else self.permutation.cpu()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        super().load_state_dict(state)
+        self.generator.set_state(state["generator"])
+        permutation = state["permutation"]
+        self.permutation = None if permutation is None else permutation.to(self.accelerator.device)
+
+
+def train_stage1(model: MMQModel, data: Mapping[str, torch.Tensor], config: MMQConfig, seed: int,
+                 directory: Path | None = None) -> list[dict]:
+    """Train ``model`` in place on ``data`` (normalised modality tensors); returns the per-window log.
+
+    ``directory``: where ``state.pt`` goes after every window, making the run resumable (None: in memory).
+    """
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     num_items = next(iter(data.values())).shape[0]
     generator = torch.Generator().manual_seed(seed)
     model.to(accelerator.device)
     data = {name: tensor.to(accelerator.device) for name, tensor in data.items()}
-    if config.kmeans_init:
+    if config.kmeans_init and not has_saved_state(directory):   # a resumed run loads its trained codebooks
         sample_rows = torch.randperm(num_items, generator=generator)[: 256 * config.codebook_size]
         kmeans_initialise(model, batch_of(data, sample_rows.to(accelerator.device)), config, seed)
     optimizer = torch.optim.Adam([parameter for parameter in model.parameters() if parameter.requires_grad],
                                  lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
-    batch_size = min(config.batch_size, num_items)
-    steps_per_epoch = max(1, num_items // batch_size)  # drop the ragged last batch
-    restart_stop = int(config.restart_until * config.num_steps)
-    usage = torch.zeros(config.num_experts, config.codebook_size, dtype=torch.int64, device=accelerator.device)
-    sums: dict[str, float] = {}
-    log: list[dict] = []
-    model.train()
-    bar = tqdm(range(config.num_steps), desc="mmq stage 1", disable=not config.progress, mininterval=2)
-    for step in bar:
-        position = step % steps_per_epoch
-        if position == 0:
-            permutation = torch.randperm(num_items, generator=generator).to(accelerator.device)
-        batch = batch_of(data, permutation[position * batch_size: (position + 1) * batch_size])
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(config, step)
-        output = model(batch)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(output.losses["total"])
-        optimizer.step()
-        usage += torch.nn.functional.one_hot(output.codes, config.codebook_size).sum(0)
-        for name, value in output.losses.items():
-            sums[name] = sums.get(name, 0.0) + float(value.detach())
-        if (step + 1) % config.restart_every == 0 or step + 1 == config.num_steps:
-            window = (step % config.restart_every) + 1
-            entry = {"step": step + 1, **{name: value / window for name, value in sums.items()},
-                     "codes_used_min": int((usage > 0).sum(1).min())}
-            restarted = 0
-            if config.dead_code_restarts and step < restart_stop:
-                restarted = restart_dead_codes(accelerator.unwrap_model(model), batch, usage, generator)
-            entry["restarted"] = restarted
-            log.append(entry)
-            bar.set_postfix(total=f"{entry['total']:.3f}", recon=f"{entry['reconstruction']:.3f}", restarted=restarted)
-            usage.zero_()
-            sums = {}
+    task = Stage1Task(model, optimizer, accelerator, data, config, generator)
+    settings = LoopSettings(max_units=math.ceil(config.num_steps / config.restart_every), unit="window",
+                            description="mmq stage 1")
+    log = run_training(task, settings, directory, seed=seed, accelerator=accelerator, progress=config.progress).history
     model = accelerator.unwrap_model(model)
     model.eval()
     model.mean_weights.copy_(mean_weights(model, data))

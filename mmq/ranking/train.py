@@ -1,17 +1,17 @@
 """Train a ranking model on frozen SIDs or jointly with a tokenizer (stage 2), select on validation AUC.
 
 Joint training uses the stage-2 objective of :mod:`mmq.finetune.objective` (``L_rank + 0.5 L_recon +
-0.5 L_aux``, tokenizer at ``tokenizer_lr_ratio`` x the ranking model's lr). ``state.pt`` (model, source,
-optimiser, progress) is written after every epoch and the per-epoch shuffle is seeded by
-``(seed, epoch)``, so a resumed run equals an uninterrupted one; ``best.pt`` keeps the epoch with
-the best validation AUC.
+0.5 L_aux``, tokenizer at ``tokenizer_lr_ratio`` x the ranking model's lr). The loop is
+:func:`mmq.training.run_training`: ``state.pt`` (model, source, optimiser, progress, every RNG state)
+is written after every epoch and the per-epoch shuffle is seeded by ``(seed, epoch)``, so a resumed
+run equals an uninterrupted one, dropout included; ``best.pt`` keeps the epoch with the best
+validation AUC and training stops after ``patience`` epochs without improvement.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from mmq.finetune.objective import BehaviorFinetuneConfig, stage2_loss, tokenize
 from mmq.metrics import auc, gauc
 from mmq.ranking.data import RankingData, RankingSplit
 from mmq.semantic_ids.base import load_torch_state, save_torch_state
+from mmq.training import BEST_FILE, LoopSettings, TrainingTask, run_training
 
 LOGGER = logging.getLogger(__name__)
 
@@ -69,65 +70,70 @@ def ranking_metrics(split: RankingSplit, scores: np.ndarray, long_tail: dict[str
     return metrics
 
 
-def fit_ranking(model, source, data: RankingData, config: RankingTrainingConfig, directory: Path, *,
-                seed: int, progress: bool = True,
-                finetuning: BehaviorFinetuneConfig = BehaviorFinetuneConfig()) -> dict[str, Any]:
-    """Train ``model`` (and ``source`` when it is trainable, with ``finetuning``); leave the best weights loaded."""
-    state_path, best_path = directory / "state.pt", directory / "best.pt"
-    groups = [{"params": list(model.parameters()), "lr": config.learning_rate}]
-    if source.trainable:
-        groups.append(tokenizer_parameter_group(source, config.learning_rate, finetuning))
-    optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
-    progress_state: dict[str, Any] = {"epoch": 0, "best": -1.0, "best_epoch": -1, "bad_epochs": 0,
-                                      "history": [], "train_seconds": 0.0}
-    if state_path.exists():
-        saved = load_torch_state(state_path)
-        model.load_state_dict(saved["model"])
-        source.load_state_dict(saved["source"])
-        optimizer.load_state_dict(saved["optimizer"])
-        progress_state = saved["progress"]
-        LOGGER.info("resuming %s after epoch %d", directory, progress_state["epoch"])
-    train = data.splits["train"]
-    bce = torch.nn.BCEWithLogitsLoss()
-    while progress_state["epoch"] < config.max_epochs and progress_state["bad_epochs"] < config.patience:
+class RankingTask(TrainingTask):
+    """One epoch of (stage-2) ranking training and a validation AUC."""
+
+    def __init__(self, model, source, optimizer, data: RankingData, config: RankingTrainingConfig, *, seed: int,
+                 progress: bool, finetuning: BehaviorFinetuneConfig) -> None:
+        self.model, self.source, self.optimizer, self.data, self.config = model, source, optimizer, data, config
+        self.seed, self.progress, self.finetuning = seed, progress, finetuning
+        self.bce = torch.nn.BCEWithLogitsLoss()
+
+    def train_unit(self, index: int) -> dict[str, Any]:
+        """One pass in an order shuffled by ``(seed, epoch)``; sample-weighted mean of every loss term."""
+        model, source, train, batch_size = self.model, self.source, self.data.splits["train"], self.config.batch_size
         model.train()
         source.train()
-        started = time.perf_counter()
-        order = np.random.default_rng([seed, progress_state["epoch"]]).permutation(len(train))
+        order = np.random.default_rng([self.seed, index]).permutation(len(train))
         totals: dict[str, float] = {}
-        batches = range(0, len(order), config.batch_size)
-        for start in tqdm(batches, desc=f"ranking epoch {progress_state['epoch'] + 1}", disable=not progress,
-                          mininterval=10, leave=False):
-            rows = order[start: start + config.batch_size]
+        for start in tqdm(range(0, len(order), batch_size), desc=f"ranking epoch {index + 1}",
+                          disable=not self.progress, mininterval=10, leave=False):
+            rows = order[start: start + batch_size]
             users, items = torch.from_numpy(train.users[rows]), torch.from_numpy(train.items[rows])
             unique, inverse = torch.unique(items, return_inverse=True)
             output = source(unique, with_losses=source.trainable)
             logits = model(users, items, output.indices[inverse] if model.sid is not None else None)
-            loss, terms = stage2_loss("ranking", bce(logits, torch.from_numpy(train.labels[rows])), output.losses,
-                                      finetuning)
-            optimizer.zero_grad(set_to_none=True)
+            loss, terms = stage2_loss("ranking", self.bce(logits, torch.from_numpy(train.labels[rows])), output.losses,
+                                      self.finetuning)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) * len(rows)
-        progress_state["train_seconds"] += time.perf_counter() - started
-        progress_state["epoch"] += 1
-        valid = ranking_metrics(data.splits["valid"], predict(model, source, data.splits["valid"],
-                                                             config.eval_batch_size))
-        record = {"epoch": progress_state["epoch"], **{f"train_{k}": round(v / len(order), 5) for k, v in totals.items()},
-                  "valid_auc": round(valid["auc"], 5), "valid_gauc": round(valid["gauc"], 5)}
-        progress_state["history"].append(record)
-        LOGGER.info("%s", record)
-        if valid["auc"] > progress_state["best"]:
-            progress_state.update(best=valid["auc"], best_epoch=progress_state["epoch"], bad_epochs=0)
-            save_torch_state(best_path, {"model": model.state_dict(), "source": source.state_dict()})
-        else:
-            progress_state["bad_epochs"] += 1
-        save_torch_state(state_path, {"model": model.state_dict(), "source": source.state_dict(),
-                                      "optimizer": optimizer.state_dict(), "progress": progress_state})
-    best = load_torch_state(best_path)
+        return {f"train_{name}": round(value / len(order), 5) for name, value in totals.items()}
+
+    def evaluate(self, index: int) -> dict[str, Any]:
+        """Validation AUC / GAUC."""
+        valid = self.data.splits["valid"]
+        return ranking_metrics(valid, predict(self.model, self.source, valid, self.config.eval_batch_size))
+
+    def evaluation_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        """Validation AUC and GAUC, rounded."""
+        return {"valid_auc": round(metrics["auc"], 5), "valid_gauc": round(metrics["gauc"], 5)}
+
+    def save_best(self, path: Path, number: int, metrics: dict[str, Any]) -> None:
+        """Ranking model and SID source weights."""
+        save_torch_state(path, {"model": self.model.state_dict(), "source": self.source.state_dict()})
+
+    def checkpointed(self) -> dict[str, Any]:
+        """Ranking model, SID source and optimiser."""
+        return {"model": self.model, "source": self.source, "optimizer": self.optimizer}
+
+
+def fit_ranking(model, source, data: RankingData, config: RankingTrainingConfig, directory: Path, *,
+                seed: int, progress: bool = True,
+                finetuning: BehaviorFinetuneConfig = BehaviorFinetuneConfig()) -> dict[str, Any]:
+    """Train ``model`` (and ``source`` when it is trainable, with ``finetuning``); leave the best weights loaded."""
+    groups = [{"params": list(model.parameters()), "lr": config.learning_rate}]
+    if source.trainable:
+        groups.append(tokenizer_parameter_group(source, config.learning_rate, finetuning))
+    optimizer = torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    task = RankingTask(model, source, optimizer, data, config, seed=seed, progress=progress, finetuning=finetuning)
+    settings = LoopSettings(max_units=config.max_epochs, patience=config.patience, selection_metric="auc",
+                            description="ranking")
+    result = run_training(task, settings, directory, seed=seed, progress=progress)
+    best = load_torch_state(directory / BEST_FILE)
     model.load_state_dict(best["model"])
     source.load_state_dict(best["source"])
-    return {"best_epoch": progress_state["best_epoch"], "best_valid_auc": progress_state["best"],
-            "epochs_run": progress_state["epoch"], "train_seconds": round(progress_state["train_seconds"], 1),
-            "history": progress_state["history"]}
+    return {"best_epoch": result.best_unit, "best_valid_auc": result.best_score, "epochs_run": result.units_run,
+            "train_seconds": round(result.train_seconds, 1), "history": result.history}
