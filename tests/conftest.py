@@ -20,6 +20,7 @@ from mmq.mmq_tokenizer.config import MMQConfig
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["MMQ_TENSORBOARD"] = "0"  # no TensorBoard event files from tests (one test turns them on)
 
 try:  # tiny models on a few shared cores: one torch thread avoids thread thrashing (several x faster here)
     import torch

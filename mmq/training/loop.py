@@ -14,7 +14,8 @@ stage 1) repeats the same control flow around its own step; :func:`run_training`
   so far, early-stopping counter, history, train seconds), the task's state (models, optimisers,
   schedulers, generators) and every RNG state, so a run killed at any point and restarted on the
   same folder continues exactly as the uninterrupted run would have -- dropout included;
-* each unit's history record goes to :func:`log_metrics` (the one place a metrics tracker plugs in).
+* each unit's history record goes to :func:`log_metrics`: the log, and TensorBoard scalars through
+  accelerate's tracker (:mod:`mmq.training.tracking`; ``MMQ_TENSORBOARD=0`` turns them off).
 
 Records count units from 1 (``{"epoch": 3, ...}`` is the third epoch); ``best_unit`` 0 means no
 validation has happened. Without a ``directory`` nothing is written (an in-memory run).
@@ -31,6 +32,7 @@ from typing import Any, Mapping, NamedTuple
 from tqdm.auto import tqdm
 
 from mmq.training.checkpoint import BEST_FILE, STATE_FILE, load_training_state, restore_rng_state, save_training_state
+from mmq.training.tracking import open_tracker, scalars
 
 LOGGER = logging.getLogger(__name__)
 
@@ -100,9 +102,11 @@ class TrainingTask:
             part.load_state_dict(state[name])
 
 
-def log_metrics(metrics: Mapping[str, Any], step: int, *, name: str = "training") -> None:
-    """Report one unit's record; the hook where a metrics tracker (TensorBoard) will be added."""
+def log_metrics(metrics: Mapping[str, Any], step: int, *, name: str = "training", tracker=None) -> None:
+    """Report one unit's record: to the log, and as scalars to ``tracker`` (TensorBoard) when given."""
     LOGGER.info("%s %d: %s", name, step, dict(metrics))
+    if tracker is not None:
+        tracker.log(scalars(metrics), step=step)
 
 
 @dataclasses.dataclass
@@ -141,6 +145,7 @@ def run_training(task: TrainingTask, settings: LoopSettings, directory: Path | N
     elif directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
     is_main = accelerator is None or accelerator.is_main_process
+    tracker = open_tracker(directory, settings.description) if is_main else None
     bar = tqdm(total=settings.max_units, initial=state.units, desc=settings.description, unit=settings.unit,
                disable=not progress or not is_main)
     while state.units < settings.max_units and not _patience_exhausted(state, settings):
@@ -171,9 +176,11 @@ def run_training(task: TrainingTask, settings: LoopSettings, directory: Path | N
                                     seed=seed)
             if accelerator is not None:
                 accelerator.wait_for_everyone()
-        log_metrics(record, state.units, name=settings.description)
+        log_metrics(record, state.units, name=settings.description, tracker=tracker)
         bar.update(1)
     bar.close()
+    if tracker is not None:
+        tracker.finish()
     stopped_early = state.units < settings.max_units
     if stopped_early:
         LOGGER.info("%s: stopped after %s %d, %d validations without improvement", settings.description,
