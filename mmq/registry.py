@@ -31,6 +31,7 @@ from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
 from mmq.ranking import experiment as ranking
 from mmq.runs import REPOSITORY_ROOT, checkpoints_root, experiment_name, start_run
 from mmq.semantic_ids.base import read_tokenizer_json
+from mmq.training.checkpoint import STATE_FILE
 
 LOGGER = logging.getLogger(__name__)
 
@@ -54,8 +55,6 @@ class ExperimentKind:
     semantic_id_metrics: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     # kind-specific check after loading (e.g. a stage-2 run must have finetune: true to give SIDs)
     validate: Callable[[Any], None] | None = None
-    # files a forced rerun deletes first so it starts fresh instead of resuming (e.g. SASRec's state.pt)
-    fresh_on_force: tuple[str, ...] = ()
 
 
 _KINDS: dict[str, ExperimentKind] = {}
@@ -132,9 +131,9 @@ def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, prog
     path = resolve_path(config_path)
     kind, config = load_experiment(path)
     run = start_run(experiment_name(path), seed, config, force=force)
-    if force:
-        for name in kind.fresh_on_force:
-            (run.directory / name).unlink(missing_ok=True)
+    if force:  # a forced rerun trains from scratch: no loop may resume an earlier run's state
+        for state in sorted(run.directory.rglob(STATE_FILE)):
+            state.unlink()
     if not run.done:
         LOGGER.info("running %s (%s) seed %d", path, kind.name, seed)
         run.finish(kind.runner(config, seed, run.directory, progress))

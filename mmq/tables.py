@@ -1,5 +1,5 @@
-"""What every table script shares: its options, collecting runs through the registry, and writing
-long-format CSV + Markdown atomically.
+"""What every table script shares: its options, collecting runs through the registry, writing
+long-format CSV + Markdown atomically, and the README result blocks.
 
 CSV columns (one row per number): ``table,dataset,method,split,metric,mean,std,n_seeds,source``
 with ``source`` in {ours, paper, peer}.
@@ -89,6 +89,53 @@ def write_table(name: str, rows: Sequence[dict], markdown: str, directory: Path 
     artifacts.write_text(csv_path, rows_to_csv(rows))
     artifacts.write_text(markdown_path, markdown.rstrip() + "\n")
     return csv_path, markdown_path
+
+
+def readme_path() -> Path:
+    """``<repo>/README.md``."""
+    return REPOSITORY_ROOT / "README.md"
+
+
+def readme_markers(name: str) -> tuple[str, str]:
+    """The lines that open and close the README block of table ``name``."""
+    return f"<!-- table:{name} -->", f"<!-- /table:{name} -->"
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    """``text`` with the lines between the markers of block ``name`` replaced by ``content``.
+
+    Each marker must occur exactly once, the opening one first; anything else is a ValueError.
+    """
+    start, end = readme_markers(name)
+    for marker in (start, end):
+        count = text.count(marker)
+        if count != 1:
+            raise ValueError(f"README block {name!r}: marker {marker!r} found {count} times, expected exactly once "
+                             f"(add the pair {start} ... {end} where the table belongs)")
+    head, rest = text.split(start)
+    if end not in rest:
+        raise ValueError(f"README block {name!r}: {end!r} comes before {start!r}")
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{content.strip()}\n{end}{tail}"
+
+
+def write_readme_block(name: str, content: str, readme: Path | None = None) -> bool:
+    """Put ``content`` between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in the README (atomically).
+
+    Returns whether the file changed: unchanged content leaves the file untouched.
+    """
+    path = readme_path() if readme is None else Path(readme)
+    text = path.read_text(encoding="utf-8")
+    updated = replace_block(text, name, content)
+    if updated == text:
+        return False
+    artifacts.write_text(path, updated)
+    return True
+
+
+def is_default_output(output_dir: Path | None) -> bool:
+    """Whether a script writes to ``paper_tables/`` (only then does it update the README blocks)."""
+    return output_dir is None or Path(output_dir).resolve() == tables_dir().resolve()
 
 
 def paper_reference_rows(table: str, path: Path | None = None) -> list[dict]:

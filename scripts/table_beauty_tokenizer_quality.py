@@ -4,7 +4,8 @@
 
 Builds any missing run (`python scripts/run.py <config>` does one), then writes
 paper_tables/beauty_tokenizer_quality.{md,csv} and copies each run's hierarchy figure and dump
-next to it (beauty_sid_hierarchy_<method>.{png,txt}, beauty_codebook_usage_<method>.png).
+next to it (beauty_sid_hierarchy_<method>.{png,txt}, beauty_codebook_usage_<method>.png); the grid
+also goes to the README block ``beauty_tokenizer_quality``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pathlib import Path
 
 from mmq.cli import setup
 
-from baselines.sid_tokenizers.table import render_markdown, table_rows
+from baselines.sid_tokenizers.table import grid, render_markdown, table_rows
 from mmq import registry
-from mmq.tables import tables_dir, write_table
+from mmq.tables import is_default_output, tables_dir, write_readme_block, write_table
 
 TABLE = "beauty_tokenizer_quality"
 CONFIGS = {method: f"experiments/tokenizers/beauty_{method}.yaml" for method in ("rq_vae", "rq_kmeans", "opq")}
@@ -56,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     markdown = render_markdown(rows, title="Beauty: semantic-ID tokenizer quality (text embeddings)", notes=notes)
     csv_path, markdown_path = write_table(TABLE, rows, markdown, output)
+    if is_default_output(arguments.output_dir):
+        write_readme_block(TABLE, grid(rows))
     print(markdown)
     print(f"wrote {markdown_path}, {csv_path}")
     return 0

@@ -3,7 +3,8 @@
     python scripts/table_ch1_dense_retrieval.py --config experiments/ch1/beauty_dense_retrieval.yaml
 
 Runs whatever seed is missing (a finished run folder is reused unless --force), then writes
-paper_tables/ch1_dense_retrieval.{md,csv,png} from the runs' report.json files.
+paper_tables/ch1_dense_retrieval.{md,csv,png} from the runs' report.json files, and the README block
+``ch1_dense_retrieval``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from pathlib import Path
 
 from mmq.cli import setup
 
-from baselines.faiss_ann.table import TABLE, plot_recall_vs_speed, render_markdown, table_rows
+from baselines.faiss_ann.table import TABLE, plot_recall_vs_speed, readme_grid, render_markdown, table_rows
 from mmq import registry
-from mmq.tables import tables_dir, write_table
+from mmq.tables import is_default_output, tables_dir, write_readme_block, write_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     output = arguments.output_dir or tables_dir()
     csv_path, markdown_path = write_table(TABLE, rows, markdown, output)
     plot_recall_vs_speed(reports, output / f"{TABLE}.png")
+    if is_default_output(arguments.output_dir):
+        write_readme_block(TABLE, readme_grid(rows, reports))
     print(markdown)
     print(f"\nwrote {markdown_path}, {csv_path}, {output / (TABLE + '.png')}")
     return 0

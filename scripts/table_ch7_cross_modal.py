@@ -5,7 +5,8 @@
 
 Reads the image tower run's report.json (train it first with the command above), runs the MovieLens
 multimodal-index evaluation if its run folder is not done (--force reruns it), then writes
-paper_tables/ch7_cross_modal.{md,csv} and query -> top-5 image grids (PNG) next to them.
+paper_tables/ch7_cross_modal.{md,csv}, query -> top-5 image grids (PNG) next to them and the README
+block ``ch7_cross_modal`` (the cross-modal grid of both galleries).
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from mmq.cli import setup
 import numpy as np
 
 from baselines.clip.experiment import ClipRetrievalConfig, run_clip_retrieval
-from baselines.clip.table import TABLE, next_item_rows, render_markdown, tower_rows
+from baselines.clip.table import TABLE, next_item_rows, readme_grid, render_markdown, tower_rows
 from mmq import artifacts
 from mmq.config import load_config
 from mmq.data import load_dataset
 from mmq.image_tower.experiment import ImageTowerExperimentConfig
 from mmq.image_tower.figures import query_grid
 from mmq.runs import checkpoints_root, experiment_name, start_run
-from mmq.tables import tables_dir, write_table
+from mmq.tables import is_default_output, tables_dir, write_readme_block, write_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                 "python scripts/table_ch7_cross_modal.py"]
     markdown = render_markdown(tower_reports, retrieval_reports, rows, commands, figures)
     csv_path, markdown_path = write_table(TABLE, rows, markdown, output)
+    if is_default_output(arguments.output_dir):
+        write_readme_block(TABLE, readme_grid(rows))
     print(markdown)
     print(f"\nwrote {markdown_path}, {csv_path}" + "".join(f", {output / name}" for name in figures))
     return 0

@@ -11,14 +11,14 @@ Writes paper_tables/movielens_{ranking,ablation,sid_length,shared_vs_specific}.{
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import baselines  # noqa: F401  (registers the baseline tokenizer kinds)
 from mmq.cli import setup
 
-from mmq.ranking.table import (BASELINES, MMQ_FULL, MMQ_STAGE1, ROWS, SERIES, TABLES, claim_line,
-                               grid, paper_rows, plot_ranking, plot_series, table_rows)
-from mmq.tables import collect, missing_note, parse_arguments, tables_dir, write_table
+from mmq.claims import HELD, claim_line
+from mmq.ranking.table import (BASELINES, MMQ_FULL, MMQ_STAGE1, README_COLUMNS, ROWS, SERIES, TABLES, grid, paper_rows,
+                               plot_ranking, plot_series, table_rows)
+from mmq.tables import (collect, is_default_output, missing_note, parse_arguments, tables_dir, write_readme_block,
+                        write_table)
 
 PROTOCOL = ("MovieLens latest-small, movies with a poster, 5-core (610 users, 3,645 items, 90,227 ratings); "
             "label = rating > 3; global chronological split: last 10% of interactions (by time) = test, the last "
@@ -39,18 +39,18 @@ def notes_for(table: str, ours: list[dict], missing: list[str]) -> list[str]:
     notes = [PROTOCOL, MODEL]
     if table == "ranking":
         notes.append(claim_line(ours, "MMQ above the best MA/MS baseline (AUC)", f"PPNet + {MMQ_FULL}",
-                                [f"PPNet + {label}" for label, _ in BASELINES]))
+                                [f"PPNet + {label}" for label, _ in BASELINES], metric="auc", style=HELD))
         notes.append(claim_line(ours, "MMQ above the best MA/MS baseline (GAUC)", f"PPNet + {MMQ_FULL}",
-                                [f"PPNet + {label}" for label, _ in BASELINES], metric="gauc"))
+                                [f"PPNet + {label}" for label, _ in BASELINES], metric="gauc", style=HELD))
         notes.append(claim_line(ours, "SIDs help the long tail: MMQ above PPNet-ItemID on tail items",
-                                f"PPNet + {MMQ_FULL}", ["PPNet-ItemID"], metric="auc_tail"))
+                                f"PPNet + {MMQ_FULL}", ["PPNet-ItemID"], metric="auc_tail", style=HELD))
         notes.append("Reference rows `paper: ...` are the MMQ paper's industrial ranking numbers (a different, "
                      "much larger dataset): compare orderings, not values.")
     elif table == "ablation":
         for label in ("w/o cosine quantizer (L2 lookup)", "w/o L_aux", "w/o L_ortho", "w/o behavior fine-tuning"):
-            notes.append(claim_line(ours, f"full MMQ above '{label}'", MMQ_FULL, [label]))
+            notes.append(claim_line(ours, f"full MMQ above '{label}'", MMQ_FULL, [label], metric="auc", style=HELD))
         notes.append(claim_line(ours, "behavior fine-tuning helps RQ-VAE too", "MA-RQ-VAE + behavior fine-tuning",
-                                ["MA-RQ-VAE"]))
+                                ["MA-RQ-VAE"], metric="auc", style=HELD))
         notes.append("The paper's ablation is measured on industrial generative retrieval (R@5 / N@5); ours on "
                      f"MovieLens ranking AUC. 'w/o behavior fine-tuning' = '{MMQ_STAGE1}'. Ablation SID runs are "
                      "experiments/mmq/movielens_mmq_<ablation>.yaml, each followed by the same fine-tuning.")
@@ -65,12 +65,12 @@ def notes_for(table: str, ours: list[dict], missing: list[str]) -> list[str]:
         for count in (4, 6, 8, 10):
             notes.append(claim_line(ours, f"shared + specific above specific-only at {count} experts",
                                     f"2 shared + {count - 2} specific ({count} experts)",
-                                    [f"specific-only ({count} experts)"]))
+                                    [f"specific-only ({count} experts)"], metric="auc", style=HELD))
     return notes + missing_note(missing)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Collect the runs of each table, write .md/.csv/.png, print the tables."""
+    """Collect the runs of each table, write .md/.csv/.png (and, into paper_tables/, its README block), print."""
     arguments = parse_arguments(__doc__, argv)
     setup()
     output = arguments.output_dir or tables_dir()
@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                  "experts": "MovieLens: shared + specific vs specific-only experts (MMQ + behavior fine-tuning)"}[table]
         markdown = "\n".join([f"# {title}", "", *notes_for(table, ours, missing), "", grid([*ours, *references]), ""])
         write_table(name, [*ours, *references], markdown, output)
+        if is_default_output(arguments.output_dir):
+            write_readme_block(name, grid([*ours, *references], columns=README_COLUMNS))
         if table in SERIES:
             xlabel, groups = SERIES[table]
             plot_series(ours, output / f"{name}.png", title=title, xlabel=xlabel, groups=groups)

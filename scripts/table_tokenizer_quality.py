@@ -5,7 +5,8 @@ MA/MS x RQ-VAE/RQ-KMeans/OPQ, MMQ stage 1 and its ablations, plus the paper's in
 
 Missing runs are trained (`python scripts/run.py <config>` does one config); finished runs are reused.
 With --no-train only finished runs are aggregated (the n_seeds column says how many).
-Writes paper_tables/tokenizer_quality.{md,csv} and tokenizer_quality.png.
+Writes paper_tables/tokenizer_quality.{md,csv} and tokenizer_quality.png, and the README block
+``tokenizer_quality`` (the MA/MS + MMQ rows of both datasets).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 import baselines  # noqa: F401  (registers the MA/MS baseline tokenizer kinds)
 from mmq.cli import setup
 
-from mmq.mmq_tokenizer.table import TABLE, TABLE_ROWS, paper_rows, render_markdown, table_rows
-from mmq.tables import collect, tables_dir, write_table
+from mmq.mmq_tokenizer.table import TABLE, TABLE_ROWS, paper_rows, readme_grid, render_markdown, table_rows
+from mmq.tables import collect, is_default_output, tables_dir, write_readme_block, write_table
 
 NOTES = [
     "Each dataset: two modalities, L2-normalised then tokenized to 6 codes x K=100 (MMQ: 2 shared + 2 + 2 experts; "
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     csv_path, markdown_path = write_table(TABLE, rows, markdown, output)
     if ours:
         plot(ours, output / f"{TABLE}.png")
+    if is_default_output(arguments.output_dir):
+        write_readme_block(TABLE, readme_grid(rows))
     print(markdown)
     value = {(row["dataset"], row["method"], row["metric"]): row["mean"] for row in rows}
     for dataset in ("movielens", "beauty"):

@@ -1,4 +1,4 @@
-"""Generative-retrieval table scripts (Beauty, MovieLens): collect, render, the MMQ-vs-baselines line.
+"""Generative-retrieval table scripts (Beauty, MovieLens): collect, render, the MMQ-vs-baselines claim line.
 
 Synthetic reports only: no real data, no training.
 """
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mmq import registry
-from mmq.generative.table import beats_best_line, render_markdown, table_rows
+from mmq.claims import BEATS, claim_line
+from mmq.generative.table import render_markdown, table_rows
 from mmq.tables import collect, missing_note
 
 TABLE = "movielens_generative_retrieval"
@@ -93,9 +94,15 @@ BASELINES = ["Generative, MA-RQ-VAE SIDs", "Generative, MS-RQ-KMeans SIDs", "Gen
 MMQ = "Generative, MMQ (stage 1) SIDs"
 
 
+def ndcg_claim(ours, candidate, baselines):
+    """The generative tables' claim: ``candidate`` beats the best of ``baselines`` on test NDCG@10."""
+    return claim_line(ours, f"{candidate} beats the best MA/MS row on test ndcg@10", candidate, baselines,
+                      metric="ndcg@10", style=BEATS)
+
+
 def test_mmq_beats_the_best_baseline_line_when_it_holds():
     ours = rows_for({BASELINES[0]: [0.030, 0.032], BASELINES[1]: [0.036, 0.040], MMQ: [0.050, 0.052]})
-    line = beats_best_line(ours, MMQ, BASELINES)
+    line = ndcg_claim(ours, MMQ, BASELINES)
     assert ": beats it here." in line and "does not" not in line
     assert "vs best baseline Generative, MS-RQ-KMeans SIDs [cpu] 0.0380 ± 0.0028" in line
     assert "Generative, MMQ (stage 1) SIDs [cpu] 0.0510 ± 0.0014" in line
@@ -104,20 +111,20 @@ def test_mmq_beats_the_best_baseline_line_when_it_holds():
 
 def test_mmq_beats_the_best_baseline_line_when_it_does_not():
     ours = rows_for({BASELINES[0]: [0.030, 0.032], BASELINES[2]: [0.041, 0.045], MMQ: [0.040, 0.042]})
-    line = beats_best_line(ours, MMQ, BASELINES)
+    line = ndcg_claim(ours, MMQ, BASELINES)
     assert ": does not beat it here." in line
     assert "best baseline Generative, MS-OPQ SIDs [cpu] 0.0430 ± 0.0028" in line
     assert "gap -0.0020 (-5%), within the seed std of one row" in line   # |gap| between the two stds
     tied = rows_for({BASELINES[0]: [0.040], MMQ: [0.040]})
-    assert ": does not beat it here." in beats_best_line(tied, MMQ, BASELINES)
-    assert "single seed, no std" in beats_best_line(tied, MMQ, BASELINES)
+    assert ": does not beat it here." in ndcg_claim(tied, MMQ, BASELINES)
+    assert "single seed, no std" in ndcg_claim(tied, MMQ, BASELINES)
 
 
 def test_mmq_line_says_when_it_cannot_be_tested():
     only_baselines = rows_for({BASELINES[0]: [0.030]})
-    assert "not tested (no finished runs for Generative, MMQ (stage 1) SIDs)" in beats_best_line(
+    assert "not tested (no finished runs for Generative, MMQ (stage 1) SIDs)" in ndcg_claim(
         only_baselines, MMQ, BASELINES)
-    assert "not tested (no finished runs for all of" in beats_best_line(rows_for({MMQ: [0.03]}), MMQ, BASELINES)
+    assert "not tested (no finished runs for all of" in ndcg_claim(rows_for({MMQ: [0.03]}), MMQ, BASELINES)
 
 
 def test_movielens_script_writes_the_table_from_fake_runs(tmp_path, monkeypatch, capsys):
@@ -132,9 +139,14 @@ def test_movielens_script_writes_the_table_from_fake_runs(tmp_path, monkeypatch,
                    labels[-4]: [fake_report(seed, 0.020 + seed / 1000) for seed in seeds]}
         return reports, [f"{config} seed {seed}" for _, config in rows[2:-4] + rows[-3:] for seed in seeds]
 
+    import mmq.generative.table as generative_table
+
+    readme_writes = []
     monkeypatch.setattr(script, "collect", fake_collect)
     monkeypatch.setattr(script, "setup", lambda: None)
+    monkeypatch.setattr(generative_table, "write_readme_block", lambda *args: readme_writes.append(args))
     assert script.main(["--seeds", "0", "1", "--no-train", "--output-dir", str(tmp_path)]) == 0
+    assert readme_writes == []   # another output dir never touches the README
     markdown = (tmp_path / f"{TABLE}.md").read_text()
     assert markdown.startswith("# MovieLens (text + poster): generative retrieval")
     assert "| Generative, MA-RQ-VAE SIDs [cpu] | ours | 0.0450 ± 0.0071 |" in markdown

@@ -15,7 +15,8 @@ def fake_ranking_report(auc, *, finetuned=False, sids=True):
 
 
 def test_ranking_table_rows_grid_and_claims():
-    from mmq.ranking.table import RankingRow, claim_line, grid, report_values, table_rows
+    from mmq.claims import HELD, claim_line
+    from mmq.ranking.table import README_COLUMNS, RankingRow, grid, report_values, table_rows
 
     assert ("all_items", "l_recon") not in report_values(fake_ranking_report(0.66, sids=False))
     assert report_values(fake_ranking_report(0.66, finetuned=True))[("all_items", "l_recon")] == 0.40
@@ -28,8 +29,13 @@ def test_ranking_table_rows_grid_and_claims():
     text = grid(rows)
     assert "| full | ours | 2 | 0.4000 ± 0.0000 |" in text and "elsewhere" not in text
     assert "0.6900 ± 0.0141" in text and "all_items changed_items" in text
-    held = claim_line(rows, "full beats base", "full", ["base"])
+    compact = grid(rows, columns=README_COLUMNS).splitlines()
+    assert compact[0] == ("| method | source | n_seeds | all_items l_recon | all_items utilization | "
+                          "all_items changed_items | test auc | test gauc | test auc_tail |")
+    assert compact[2].startswith("| full | ours | 2 | 0.4000 ± 0.0000 | 1.0000 ± 0.0000 | 0.3000 ± 0.0000 | "
+                                 "0.6900 ± 0.0141 |")
+    held = claim_line(rows, "full beats base", "full", ["base"], metric="auc", style=HELD)
     assert "HELD" in held and "gap +0.0200" in held
-    failed = claim_line(rows, "full beats all", "full", ["base", "other"])
+    failed = claim_line(rows, "full beats all", "full", ["base", "other"], metric="auc", style=HELD)
     assert "FAILED" in failed and "beaten only by: other" in failed
-    assert "not tested" in claim_line(rows, "x", "full", ["missing"])
+    assert "not tested" in claim_line(rows, "x", "full", ["missing"], metric="auc", style=HELD)

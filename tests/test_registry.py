@@ -113,3 +113,24 @@ def test_mmq_does_not_import_baselines():
             "print(sorted({name.split('.')[0] for name in sys.modules} & {'baselines'}))")
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_force_retrains_from_scratch_instead_of_resuming(tmp_path, isolated_dirs):
+    @dataclasses.dataclass(frozen=True)
+    class StepConfig:
+        rate: float = 1.0
+
+    def runner(config, seed, directory, progress):
+        resumed = (directory / "state.pt").exists()
+        (directory / "state.pt").write_text("finished state")
+        return {"rate": config.rate, "resumed": resumed}
+
+    registry.register(registry.ExperimentKind("test_force", StepConfig, runner, "a test kind"))
+    try:
+        path = tmp_path / "force.yaml"
+        path.write_text("kind: test_force\nrate: 1.0\n")
+        assert registry.run_or_load(path, 0)["metrics"] == {"rate": 1.0, "resumed": False}
+        path.write_text("kind: test_force\nrate: 2.0\n")
+        assert registry.run_or_load(path, 0, force=True)["metrics"] == {"rate": 2.0, "resumed": False}
+    finally:
+        registry._KINDS.pop("test_force")

@@ -17,6 +17,12 @@ TOWER_ROWS = {"trained": "image tower, trained (ClipLoss vs frozen MiniLM)",
               "myntra_tower_zero_shot": "image tower trained on Myntra only (no poster fine-tuning)",
               "random_init": "same tower, random init"}
 STAGE_DATASETS = {"myntra": "myntra (test gallery)", "movielens": "movielens posters (test gallery)"}
+# short column names of the Markdown grids
+SHORT_NAMES = {metric: metric.replace("text_to_image", "t→i").replace("image_to_text", "i→t")
+               .replace("text_to_text", "t→t").replace("category_precision", "cat_P")
+               for metric in CROSS_MODAL_METRICS}
+README_METRICS = ("text_to_image/recall@1", "text_to_image/recall@10", "image_to_text/recall@10",
+                  "text_to_image/category_precision@10", "text_to_text/category_precision@10")
 
 
 def tower_rows(reports: list[dict[str, Any]]) -> list[dict]:
@@ -50,13 +56,19 @@ def next_item_rows(reports: list[dict[str, Any]]) -> list[dict]:
     return rows
 
 
+def readme_grid(rows: list[dict]) -> str:
+    """The README block: the cross-modal test rows of both galleries (R@1/10 and category precision)."""
+    renamed = [{**row, "metric": SHORT_NAMES[row["metric"]]} for row in rows if row["metric"] in SHORT_NAMES
+               and row["dataset"] in STAGE_DATASETS.values()]
+    return markdown_grid(renamed, [SHORT_NAMES[metric] for metric in README_METRICS], split="test",
+                         label_columns=("dataset", "method"))
+
+
 def render_markdown(tower_reports: list[dict], retrieval_reports: list[dict], rows: list[dict],
                     commands: list[str], figures: list[str]) -> str:
     """The chapter-7 table as Markdown, with the settings a reader needs to interpret it."""
     tower = tower_reports[0]["metrics"]["stages"]
-    short = {metric: metric.replace("text_to_image", "t→i").replace("image_to_text", "i→t")
-             .replace("text_to_text", "t→t").replace("category_precision", "cat_P") for metric in CROSS_MODAL_METRICS}
-    renamed = [{**row, "metric": short.get(row["metric"], row["metric"])} for row in rows]
+    renamed = [{**row, "metric": SHORT_NAMES.get(row["metric"], row["metric"])} for row in rows]
     lines = ["# Chapter 7: cross-modal retrieval with an image tower trained against frozen MiniLM text", "",
              "Regenerate: " + " && ".join(f"`{command}`" for command in commands), ""]
     for stage, dataset in STAGE_DATASETS.items():
@@ -71,7 +83,7 @@ def render_markdown(tower_reports: list[dict], retrieval_reports: list[dict], ro
                   f" {info['best_epoch']}/{len(info['history'])} by validation t→i R@10; training"
                   f" {info['train_seconds'] / 60:.1f} min.", "",
                   markdown_grid([row for row in renamed if row["dataset"] == dataset],
-                                [short[metric] for metric in CROSS_MODAL_METRICS], split="test",
+                                [SHORT_NAMES[metric] for metric in CROSS_MODAL_METRICS], split="test",
                                 label_columns=("method",)), ""]
     if retrieval_reports:
         metrics = retrieval_reports[0]["metrics"]

@@ -47,6 +47,15 @@ def table_rows(reports: Sequence[dict]) -> list[dict]:
     return rows
 
 
+def readme_grid(rows: Sequence[dict], reports: Sequence[dict]) -> str:
+    """The README block: test quality at 10 (or the largest cutoff) of every query strategy and index, with
+    each index's overlap with exact search, speed and size."""
+    ks = reports[0]["config"]["ks"]
+    k = 10 if 10 in ks else max(ks)
+    columns = (f"recall@{k}", f"ndcg@{k}", f"recall_vs_flat@{max(ks)}", "queries_per_second", "index_bytes")
+    return markdown_grid(rows, columns, split="test", label_columns=("method",))
+
+
 def render_markdown(rows: Sequence[dict], reports: Sequence[dict], command: str) -> str:
     """The Markdown page: quality (valid and test), exact vs approximate search, and provenance."""
     first = reports[0]["metrics"]
@@ -120,4 +129,4 @@ def plot_recall_vs_speed(reports: Sequence[dict], path: Path) -> None:
     plt.close(figure)
 
 
-__all__ = ["TABLE", "plot_recall_vs_speed", "render_markdown", "table_rows"]
+__all__ = ["TABLE", "plot_recall_vs_speed", "readme_grid", "render_markdown", "table_rows"]

@@ -40,7 +40,11 @@ def table_rows(table: str, reports_by_method: dict[str, Sequence[dict]]) -> list
     return rows
 
 
+def grid(rows: Sequence[dict]) -> str:
+    """One line per method, one column per metric of :data:`COLUMNS` (the page's grid and the README block)."""
+    return markdown_grid(rows, COLUMNS, split="all_items", label_columns=("method",))
+
+
 def render_markdown(rows: Sequence[dict], *, title: str, notes: Sequence[str]) -> str:
     """Markdown page for the tokenizer-quality table."""
-    return "\n".join([f"# {title}", "", *notes, "",
-                      markdown_grid(rows, COLUMNS, split="all_items", label_columns=("method",)), ""])
+    return "\n".join([f"# {title}", "", *notes, "", grid(rows), ""])

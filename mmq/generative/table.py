@@ -1,5 +1,6 @@
 """Generative-retrieval tables (Beauty, MovieLens): our runs (mean ± std over seeds) beside any
-paper / peer rows, plus the shared output step of their scripts (runs are collected by :mod:`mmq.tables`)."""
+paper / peer rows, plus the shared output step of their scripts (runs are collected by :mod:`mmq.tables`;
+claim lines come from :mod:`mmq.claims`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from mmq.tables import format_value, markdown_grid, metric_row, write_table
+from mmq.claims import BEATS, claim_line
+from mmq.tables import format_value, is_default_output, markdown_grid, metric_row, write_readme_block, write_table
 
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
 GAP_METRIC = "ndcg@10"
@@ -24,41 +26,11 @@ def mean_train_seconds(reports: dict[str, list[dict]]) -> dict[str, float]:
             for label, runs in reports.items()}
 
 
-def _test_row(ours: Sequence[dict], label: str, metric: str) -> dict | None:
-    """Our test row of ``metric`` for the method labelled ``label`` (``run_rows`` adds `` [profile]``)."""
-    for row in ours:
-        if row["split"] == "test" and row["metric"] == metric and (
-                row["method"] == label or row["method"].startswith(label + " [")):
-            return row
-    return None
-
-
-def beats_best_line(ours: Sequence[dict], candidate: str, baselines: Sequence[str], *,
-                    metric: str = GAP_METRIC, what: str = "the best MA/MS row") -> str:
-    """One note: does ``candidate`` beat the best of ``baselines`` on test ``metric`` (table means ± std)?
-
-    Uses only the table's own means; the gap is also compared with the seed spread (std) of both rows.
-    """
-    row = _test_row(ours, candidate, metric)
-    present = [found for found in (_test_row(ours, label, metric) for label in baselines) if found is not None]
-    if row is None or not present:
-        lacking = candidate if row is None else "all of " + ", ".join(baselines)
-        return f"Claim \"{candidate} beats {what} on test {metric}\": not tested (no finished runs for {lacking})."
-    best = max(present, key=lambda found: found["mean"])
-    gap = row["mean"] - best["mean"]
-    relative = f" ({gap / best['mean']:+.0%})" if best["mean"] else ""
-    verdict = "beats" if gap > 0 else "does not beat"
-    spreads = [value for value in (row["std"], best["std"]) if not math.isnan(value)]
-    if not spreads:
-        spread = "single seed, no std"
-    elif abs(gap) > max(spreads):
-        spread = "larger than either row's std"
-    else:
-        spread = "within the seed std of " + ("both rows" if abs(gap) <= min(spreads) else "one row")
-    return (f"Claim \"{candidate} beats {what} on test {metric}\": {verdict} it here. {row['method']} "
-            f"{format_value(row['mean'], row['std'])} vs {'best baseline ' if len(baselines) > 1 else ''}{best['method']} "
-            f"{format_value(best['mean'], best['std'])}: gap {gap:+.4f}{relative}, {spread} "
-            f"(n = {row['n_seeds']} / {best['n_seeds']} seeds).")
+def claim_lines(ours: Sequence[dict], claims: Sequence[tuple[str, Sequence[str], str]],
+                metric: str = GAP_METRIC) -> list[str]:
+    """One line per ``(candidate, others, what)``: does the candidate beat ``what`` (the best of ``others``)?"""
+    return [claim_line(ours, f"{candidate} beats {what} on test {metric}", candidate, others, metric=metric,
+                       style=BEATS) for candidate, others, what in claims]
 
 
 def run_rows(table: str, dataset: str, method: str, reports: Sequence[dict]) -> list[dict]:
@@ -89,6 +61,11 @@ def gap_lines(ours: Sequence[dict], references: Sequence[dict], metric: str = GA
     return [header, rule, *body]
 
 
+def readme_grid(ours: Sequence[dict], references: Sequence[dict]) -> str:
+    """The test grid: our rows, then the paper / peer rows (the page's first grid and the README block)."""
+    return markdown_grid([*ours, *references], METRICS, split="test")
+
+
 def render_markdown(ours: Sequence[dict], references: Sequence[dict], *, title: str, notes: Sequence[str]) -> str:
     """The page: test grid (ours + references), validation grid (ours), gap to each reference.
 
@@ -105,7 +82,7 @@ def render_markdown(ours: Sequence[dict], references: Sequence[dict], *, title: 
     return "\n".join([
         f"# {title}", "", *notes, "",
         "## Test (ours: mean ± std over seeds; paper/peer rows as published)", "",
-        markdown_grid([*ours, *references], METRICS, split="test"), "",
+        readme_grid(ours, references), "",
         "## Validation (model selection; ours only)", "",
         markdown_grid(ours, METRICS, split="valid"), "",
         f"## Gap to each reference ({GAP_METRIC}, test)", "",
@@ -141,12 +118,17 @@ def plot_ndcg(rows: Sequence[dict], path, metric: str = GAP_METRIC, *,
 
 def write_outputs(table: str, ours: Sequence[dict], references: Sequence[dict], markdown: str,
                   output_dir: Path | None, *, plot_title: str) -> tuple[Path, Path]:
-    """Write ``<table>.{csv,md,png}`` (ours + references), print the page; returns (csv, md) paths."""
+    """Write ``<table>.{csv,md,png}`` (ours + references), print the page; returns (csv, md) paths.
+
+    Written to ``paper_tables/`` (the default), the test grid also goes to the README block ``<table>``.
+    """
     from mmq.tables import tables_dir
 
     output = output_dir or tables_dir()
     csv_path, markdown_path = write_table(table, [*ours, *references], markdown, output)
     plot_ndcg([*ours, *references], output / f"{table}.png", title=plot_title)
+    if is_default_output(output_dir):
+        write_readme_block(table, readme_grid(ours, references))
     print(markdown)
     print(f"gap metric {GAP_METRIC}; wrote {markdown_path}, {csv_path}")
     return csv_path, markdown_path

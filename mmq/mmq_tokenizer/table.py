@@ -17,6 +17,8 @@ from mmq.tables import markdown_grid, metric_row
 TABLE = "tokenizer_quality"
 COLUMNS = ("reconstruction_l2_sq", "reconstruction_gated", "entropy_mean", "utilization_mean", "utilization_min",
            "collision_rate", "fit_seconds")
+# the README block: the MA/MS baselines and MMQ on each dataset (ablations and paper rows: the full table)
+README_COLUMNS = ("reconstruction_l2_sq", "reconstruction_gated", "entropy_mean", "utilization_min", "collision_rate")
 PAPER_METRICS = {"l_recon": "reconstruction_l2_sq", "entropy": "entropy_mean", "utilization": "utilization_mean"}
 
 
@@ -91,6 +93,13 @@ def paper_rows(reference_csv: Path) -> list[dict]:
                              [float(record["mean"])], source="paper")
             rows.append({**row, "n_seeds": ""})  # a published number, not a seed count
     return rows
+
+
+def readme_grid(rows: Sequence[dict]) -> str:
+    """The README block: our MA/MS + MMQ rows of every dataset (no ablations, no paper rows)."""
+    main_labels = {row.label for dataset in ("movielens", "beauty") for row in _rows_for(dataset)}
+    return markdown_grid([row for row in rows if row["method"] in main_labels and row["source"] == "ours"],
+                         README_COLUMNS, split="all_items", label_columns=("dataset", "method", "n_seeds"))
 
 
 def render_markdown(rows: Sequence[dict], *, title: str, notes: Sequence[str]) -> str:

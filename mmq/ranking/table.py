@@ -2,7 +2,8 @@
 
 Rows are data (:data:`ROWS`: table, label, config, series x); every number comes from the run
 reports of ``experiments/ranking/*.yaml``. Quality columns are those of the SIDs the ranking model
-used: the stage-1 run's for frozen SIDs, the re-derived table's after behavior fine-tuning.
+used: the stage-1 run's for frozen SIDs, the re-derived table's after behavior fine-tuning. Claim
+lines come from :mod:`mmq.claims`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ DATASET = "movielens"
 COLUMNS = (("all_items", "l_recon"), ("all_items", "entropy"), ("all_items", "utilization"),
            ("all_items", "changed_items"), ("valid", "auc"), ("test", "auc"), ("test", "gauc"),
            ("test", "auc_head"), ("test", "auc_tail"))
+# the compact grid of the README blocks: SID quality, then the downstream AUCs
+README_COLUMNS = (("all_items", "l_recon"), ("all_items", "utilization"), ("all_items", "changed_items"),
+                  ("test", "auc"), ("test", "gauc"), ("test", "auc_tail"))
 PAPER_METRICS = {"l_recon": "l_recon", "entropy": "entropy", "utilization": "utilization", "auc": "auc",
                  "gauc": "gauc"}
 
@@ -118,13 +122,13 @@ def paper_rows(table: str, reference_csv: Path) -> list[dict]:
     return rows
 
 
-def grid(rows: Sequence[dict], digits: int = 4) -> str:
-    """One markdown line per method, one column per (split, metric) of :data:`COLUMNS`."""
+def grid(rows: Sequence[dict], digits: int = 4, columns: Sequence[tuple[str, str]] = COLUMNS) -> str:
+    """One markdown line per method, one column per (split, metric) of ``columns`` that some row has."""
     lines: dict[tuple, dict] = {}
     for row in rows:
         key = (row["method"], row["source"], row["n_seeds"])
         lines.setdefault(key, {})[(row["split"], row["metric"])] = format_value(row["mean"], row["std"], digits)
-    used = [column for column in COLUMNS if any(column in cells for cells in lines.values())]
+    used = [column for column in columns if any(column in cells for cells in lines.values())]
     header = "| method | source | n_seeds | " + " | ".join(f"{split} {metric}" for split, metric in used) + " |"
     rule = "|" + "|".join(["---"] * (3 + len(used))) + "|"
     body = ["| " + " | ".join([*map(str, key), *(cells.get(column, "-") for column in used)]) + " |"
@@ -138,26 +142,6 @@ def mean_of(rows: Sequence[dict], label: str, split: str = "test", metric: str =
         if row["method"] == label and row["split"] == split and row["metric"] == metric and row["source"] == "ours":
             return row["mean"], row["std"], row["n_seeds"]
     return math.nan, math.nan, 0
-
-
-def claim_line(rows: Sequence[dict], claim: str, better: str, others: Sequence[str], metric: str = "auc") -> str:
-    """``claim: held/failed`` comparing ``better``'s test mean against each of ``others`` (with stds)."""
-    best_mean, best_std, n = mean_of(rows, better, metric=metric)
-    present = [(label, *mean_of(rows, label, metric=metric)) for label in others]
-    present = [item for item in present if item[3]]
-    if not n or not present:
-        return f"Claim '{claim}': not tested (runs missing)."
-    beaten = [label for label, mean, _, _ in present if best_mean > mean]
-    held = len(beaten) == len(present)
-    strongest = max(present, key=lambda item: item[1])
-    gap = best_mean - strongest[1]
-    spread = max(value for value in (best_std, strongest[2]) if not math.isnan(value)) if n > 1 else math.nan
-    within = "" if math.isnan(spread) else (" (gap within one seed std)" if abs(gap) <= spread else " (gap beyond one seed std)")
-    return (f"Claim '{claim}': {'HELD' if held else 'FAILED'} on test {metric.upper()}: {better} "
-            f"{format_value(best_mean, best_std)} vs strongest other '{strongest[0]}' "
-            f"{format_value(strongest[1], strongest[2])}, gap {gap:+.4f}{within}"
-            + ("" if held else f"; beaten only by: {', '.join(label for label, mean, _, _ in present if mean >= best_mean)}")
-            + ".")
 
 
 def plot_ranking(rows: Sequence[dict], path: Path, *, title: str) -> None:
