@@ -87,7 +87,7 @@ def notes(reports: dict[str, list[dict]], ours: list[dict], missing: list[str]) 
         *(["Mean training time per run (s, 1 thread on the shared 2-core machine): "
            + ", ".join(f"{label} {value:,.0f}" for label, value in seconds.items()) + "."] if seconds else []),
         "Reference rows: none. The MMQ paper reports no MovieLens numbers; on its (different, industrial) dataset "
-        "it reports generative NDCG@10 MMQ .2883 vs best baseline MS-RQ-VAE .2191 (MMQ_SPEC §5), i.e. the "
+        "it reports generative NDCG@10 MMQ .2883 vs best baseline MS-RQ-VAE .2191 (paper_tables/paper_reference, docs/method.md §5.5), i.e. the "
         "ordering tested below, not values comparable with this table.",
         "Fine-tuned rows: the stage-1 tokenizer trained jointly with a downstream model through soft indices "
         "(tau 0.1, L_ft = L_task + 0.5 L_recon + 0.5 L_aux), SIDs re-derived afterwards. 'On this task': with "
