@@ -19,6 +19,7 @@ from mmq import artifacts
 from mmq.data.amazon_office import load_office
 from mmq.data.amazon_p5 import load_p5
 from mmq.data.amazon_raw import RAW_CATEGORIES, load_amazon_raw
+from mmq.data.fingerprint import note_loaded
 from mmq.data.kcore import apply_kcore
 from mmq.data.movielens import load_movielens
 from mmq.data.myntra import load_myntra
@@ -79,15 +80,18 @@ def load_dataset(name: str, *, root: Path | None = None, kcore: int | None = Non
         raise ValueError(f"unknown dataset {name!r}; known datasets: {sorted(DATASETS)}")
     spec = DATASETS[name]
     root = data_dir() if root is None else Path(root)
-    kcore = spec.default_kcore if kcore is None else kcore
+    requested_kcore, kcore = kcore, spec.default_kcore if kcore is None else kcore
     fingerprint = [str(root.resolve()), kcore, IMPORTER_VERSION]
     for relative in spec.source_files:
         path = root / relative
         fingerprint.append([relative, *( [path.stat().st_size, path.stat().st_mtime_ns] if path.exists() else [None])])
     folder = cache_dir() / "processed" / f"{name}-{artifacts.short_hash(fingerprint)}"
     if use_cache and (folder / "DONE").exists():
-        return _read_processed(folder, name)
+        dataset = _read_processed(folder, name)
+        note_loaded(name, requested_kcore, dataset)
+        return dataset
     dataset = dataclasses.replace(apply_kcore(spec.loader(root), kcore), name=name)
+    note_loaded(name, requested_kcore, dataset)
     if use_cache:
         artifacts.save_parquet(folder / "items.parquet", dataset.items)
         artifacts.save_parquet(folder / "interactions.parquet", dataset.interactions)
