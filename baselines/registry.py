@@ -12,7 +12,8 @@ from baselines.sasrec import experiment as sasrec
 from baselines.sid_tokenizers import experiment as text_sid_tokenizer
 from baselines.sid_tokenizers import multimodal as multimodal_sid_tokenizer
 from baselines.sid_tokenizers.modality import TOKENIZER_CLASSES, ModalityAlignedTokenizer, ModalitySeparatedTokenizer
-from mmq.registry import ExperimentKind, register, register_tokenizer_loader
+from mmq.registry import (ExperimentKind, Upstream, image_inputs_upstream, register, register_tokenizer_loader,
+                          sid_artifacts)
 
 
 def _all_metrics(report):
@@ -21,15 +22,20 @@ def _all_metrics(report):
 
 KINDS = (
     ExperimentKind("text_sid_tokenizer", text_sid_tokenizer.SemanticIdConfig, text_sid_tokenizer.run,
-                   "RQ-VAE / RQ-KMeans / OPQ semantic IDs from MiniLM item text", semantic_id_metrics=_all_metrics),
+                   "RQ-VAE / RQ-KMeans / OPQ semantic IDs from MiniLM item text", semantic_id_metrics=_all_metrics,
+                   artifacts=sid_artifacts, typical_minutes=3),
     ExperimentKind("multimodal_sid_tokenizer", multimodal_sid_tokenizer.MultimodalBaselineConfig,
                    multimodal_sid_tokenizer.run, "MA / MS baseline semantic IDs on MMQ's item modalities",
-                   semantic_id_metrics=_all_metrics),
-    ExperimentKind("sasrec", sasrec.SASRecConfig, sasrec.run, "SASRec-CE next-item baseline (item IDs)"),
+                   semantic_id_metrics=_all_metrics, upstream=image_inputs_upstream, artifacts=sid_artifacts,
+                   typical_minutes=3),
+    ExperimentKind("sasrec", sasrec.SASRecConfig, sasrec.run, "SASRec-CE next-item baseline (item IDs)",
+                   artifacts=lambda config: ("best.pt",), typical_minutes=20),
     ExperimentKind("dense_retrieval", dense_retrieval.DenseRetrievalConfig, dense_retrieval.run,
-                   "chapter 1: FAISS content retrieval (Flat / IVF / HNSW / PQ) on item text"),
+                   "chapter 1: FAISS content retrieval (Flat / IVF / HNSW / PQ) on item text", typical_minutes=3),
     ExperimentKind("clip_retrieval", clip_retrieval.ClipRetrievalConfig, clip_retrieval.run,
-                   "chapter 7: text / image / fused next-item retrieval with the image tower"),
+                   "chapter 7: text / image / fused next-item retrieval with the image tower",
+                   upstream=lambda config: [Upstream("image_tower", config.image_tower, config.tower_seed)],
+                   typical_minutes=2),
 )
 
 register(*KINDS)

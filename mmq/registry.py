@@ -19,19 +19,27 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
-from mmq.config import ConfigError, from_dict, read_yaml_mapping
+import numpy as np
+
+from mmq import artifacts
+from mmq.artifacts import short_hash
+from mmq.config import ConfigError, from_dict, read_yaml_mapping, to_dict
+from mmq.data.fingerprint import current_fingerprint, recording_datasets
+from mmq.data.paths import MissingDataError
 from mmq.generative import experiment as generative
 from mmq.image_tower import experiment as image_tower
 from mmq.mmq_tokenizer import experiment as mmq_tokenizer
 from mmq.mmq_tokenizer.tokenizer import MMQTokenizer
 from mmq.ranking import experiment as ranking
-from mmq.runs import REPOSITORY_ROOT, checkpoints_root, experiment_name, start_run
+from mmq.runs import (REPOSITORY_ROOT, checkpoints_root, experiment_name, recover_interrupted_swap, replace_run_folder,
+                      run_lock, staging_folder, start_run)
 from mmq.semantic_ids.base import read_tokenizer_json
-from mmq.training.checkpoint import STATE_FILE
+from mmq.semantic_ids.dedup import sid_table_hash
 
 LOGGER = logging.getLogger(__name__)
 
@@ -41,6 +49,22 @@ Runner = Callable[[Any, int, Path, bool], dict]  # (config, seed, run directory,
 
 def _all_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
     return dict(report["metrics"])
+
+
+class Upstream(NamedTuple):
+    """A run another run consumes: the config field naming it, its YAML, and which seed (None: the same)."""
+
+    field: str
+    config: str
+    seed: int | None = None
+
+
+class MissingRunsError(RuntimeError):
+    """Runs (or their upstream runs) are not finished and training was not allowed."""
+
+
+class DataChangedError(RuntimeError):
+    """A finished run was made on other data than the data directory now holds."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +79,12 @@ class ExperimentKind:
     semantic_id_metrics: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
     # kind-specific check after loading (e.g. a stage-2 run must have finetune: true to give SIDs)
     validate: Callable[[Any], None] | None = None
+    # the runs this one consumes (their identities are part of its own); [] for none
+    upstream: Callable[[Any], list["Upstream"]] = lambda config: []
+    typical_minutes: float = 5.0       # rough time of one run on 2 cores, printed before building it
+    # files (relative to the run folder) a consumer of this run needs; weights are git-ignored, so a
+    # finished run from a fresh clone lacks them and is rebuilt when another run consumes it
+    artifacts: Callable[[Any], tuple[str, ...]] = lambda config: ()
 
 
 _KINDS: dict[str, ExperimentKind] = {}
@@ -116,9 +146,33 @@ def load_experiment(config_path: str | Path) -> tuple[ExperimentKind, Any]:
     return kind, config
 
 
+def run_id(config_path: str | Path) -> str:
+    """The identity of a config's runs: a short hash of its kind, resolved config and upstream run identities.
+
+    Any change to the resolved config (a YAML edit, a changed default) or to an upstream run's config
+    gives a new identity, hence a new run folder; nothing is reused on a name match alone.
+    """
+    path = resolve_path(config_path)
+    key = str(path.resolve())
+    if key not in _RUN_IDS:
+        kind, config = load_experiment(path)
+        upstream = {item.field: [run_id(item.config), item.seed] for item in kind.upstream(config)}
+        _RUN_IDS[key] = short_hash({"kind": kind.name, "config": to_dict(config), "upstream": upstream})
+    return _RUN_IDS[key]
+
+
+_RUN_IDS: dict[str, str] = {}
+
+
+def run_name(config_path: str | Path) -> str:
+    """The run folder name of a config under ``checkpoints/``: its path under experiments/ plus its identity."""
+    path = resolve_path(config_path)
+    return f"{experiment_name(path)}-{run_id(path)}"
+
+
 def run_directory(config_path: str | Path, seed: int) -> Path:
     """The run folder of ``config_path`` for ``seed`` (whether or not it exists)."""
-    return checkpoints_root() / experiment_name(resolve_path(config_path)) / f"seed{seed}"
+    return checkpoints_root() / run_name(config_path) / f"seed{seed}"
 
 
 def is_done(config_path: str | Path, seed: int) -> bool:
@@ -126,18 +180,127 @@ def is_done(config_path: str | Path, seed: int) -> bool:
     return (run_directory(config_path, seed) / "DONE").exists()
 
 
-def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Run ``config_path`` for ``seed`` unless its run folder is done; return the run's report."""
+def is_usable(config_path: str | Path, seed: int) -> bool:
+    """Done, and the files its consumers read are on this machine (weights and SID tables are git-ignored)."""
+    kind, config = load_experiment(config_path)
+    directory = run_directory(config_path, seed)
+    return (directory / "DONE").exists() and all((directory / name).exists() for name in kind.artifacts(config))
+
+
+def missing_runs(config_path: str | Path, seed: int, *, consumed: bool = False) -> list[tuple[Path, int, float]]:
+    """``(config, seed, estimated minutes)`` of this run and every upstream run to build, upstream first.
+
+    An upstream run counts as missing when it is not done or its artifacts are absent (``consumed``).
+    """
+    path = resolve_path(config_path)
+    if is_usable(path, seed) if consumed else is_done(path, seed):
+        return []
+    kind, config = load_experiment(path)
+    plan: list[tuple[Path, int, float]] = []
+    for item in kind.upstream(config):
+        for entry in missing_runs(item.config, seed if item.seed is None else item.seed, consumed=True):
+            if entry not in plan:
+                plan.append(entry)
+    return plan + [(path, seed, _estimated_minutes(path, kind))]
+
+
+def describe_plan(plan: list[tuple[Path, int, float]]) -> str:
+    """One line per missing run with its rough time, and the total."""
+    lines = [f"  {_relative(path)} seed {seed}: ~{minutes:.0f} min" for path, seed, minutes in plan]
+    return "\n".join(lines + [f"  total ~{sum(minutes for *_, minutes in plan):.0f} min on 2 cores"])
+
+
+def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True,
+                no_train: bool = False, consumed: bool = False) -> dict[str, Any]:
+    """Run ``config_path`` for ``seed`` unless its run folder is done; return the run's report.
+
+    Missing upstream runs are built first (announced with a rough time), or, with ``no_train``, a
+    :class:`MissingRunsError` names them. A reused run's recorded dataset fingerprints are checked
+    against the data directory. ``force`` retrains in a staging folder that replaces the finished run
+    only once it has finished, so a failed forced run leaves the old one intact. ``consumed``: another
+    run reads this run's files, so a finished run whose artifacts are absent (a fresh clone) is rebuilt.
+    """
     path = resolve_path(config_path)
     kind, config = load_experiment(path)
-    run = start_run(experiment_name(path), seed, config, force=force)
-    if force:  # a forced rerun trains from scratch: no loop may resume an earlier run's state
-        for state in sorted(run.directory.rglob(STATE_FILE)):
-            state.unlink()
-    if not run.done:
-        LOGGER.info("running %s (%s) seed %d", path, kind.name, seed)
-        run.finish(kind.runner(config, seed, run.directory, progress))
-    return run.load_report()
+    directory = run_directory(path, seed)
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
+    if not force and _reusable(path, seed, consumed):  # the common case: read, no lock needed
+        return _finished_report(directory)
+    with run_lock(directory):  # one process trains a run; a second one waits and then reads it
+        recover_interrupted_swap(directory)
+        if not force and _reusable(path, seed, consumed):
+            return _finished_report(directory)
+        force = force or (directory / "DONE").exists()  # a rebuild replaces the old run only once finished
+        plan = missing_runs(path, seed, consumed=consumed) or [(path, seed, _estimated_minutes(path, kind))]
+        if no_train:
+            raise MissingRunsError(f"{_relative(path)} seed {seed} needs runs that are not finished "
+                                   f"(--no-train):\n{describe_plan(plan)}")
+        LOGGER.warning("building %d run(s):\n%s", len(plan), describe_plan(plan))
+        target = staging_folder(directory) if force else directory
+        if force and target.exists():
+            shutil.rmtree(target)  # an earlier forced attempt that did not finish: start fresh
+        run = start_run(run_name(path), seed, config, directory=target)
+        LOGGER.info("running %s (%s) seed %d in %s", _relative(path), kind.name, seed, target)
+        with recording_datasets() as datasets:
+            metrics = kind.runner(config, seed, target, progress)
+        run.finish(metrics, run_id=run_id(path), config_path=str(_relative(path)),
+                   upstream={item.field: {"config": item.config, "run_id": run_id(item.config),
+                                          "seed": seed if item.seed is None else item.seed}
+                             for item in kind.upstream(config)},
+                   datasets=datasets)
+        if force:
+            replace_run_folder(target, directory)
+        return artifacts.read_json(directory / "report.json")
+
+
+def _reusable(path: Path, seed: int, consumed: bool) -> bool:
+    """Finished (and, for a consumed run, with its files on this machine)."""
+    return is_usable(path, seed) if consumed else is_done(path, seed)
+
+
+def _finished_report(directory: Path) -> dict[str, Any]:
+    """A finished run's report, after checking it was made on the data the data directory holds now."""
+    report = artifacts.read_json(directory / "report.json")
+    check_datasets(report, directory)
+    return report
+
+
+def check_datasets(report: Mapping[str, Any], directory: Path) -> None:
+    """Refuse a finished run whose recorded dataset fingerprints differ from the data now (when it is there)."""
+    for key, recorded in report.get("datasets", {}).items():
+        current = _current_fingerprint(key)
+        if current is not None and current != recorded:
+            raise DataChangedError(f"{directory} was made on dataset {key} with fingerprint {recorded}, but the data "
+                                   f"directory now gives {current}: restore the data, or rerun with --force")
+
+
+_FINGERPRINTS: dict[str, str | None] = {}
+
+
+def _current_fingerprint(key: str) -> str | None:
+    """The data directory's fingerprint of ``key`` now, cached per process (None when the data is absent)."""
+    if key not in _FINGERPRINTS:
+        try:
+            _FINGERPRINTS[key] = current_fingerprint(key)
+        except MissingDataError:
+            _FINGERPRINTS[key] = None
+    return _FINGERPRINTS[key]
+
+
+def _estimated_minutes(path: Path, kind: ExperimentKind) -> float:
+    """Mean wall time of this experiment's finished runs (any identity, any seed), else the kind's typical time."""
+    times = [artifacts.read_json(report).get("wall_time_s", 0.0) / 60.0
+             for report in checkpoints_root().glob(f"{experiment_name(path)}-*/seed*/report.json")]
+    times = [value for value in times if value > 0]
+    return sum(times) / len(times) if times else kind.typical_minutes
+
+
+def _relative(path: Path) -> Path:
+    try:
+        return path.resolve().relative_to(REPOSITORY_ROOT)
+    except ValueError:
+        return path
 
 
 def semantic_id_run(config_path: str | Path, seed: int, *, force: bool = False) -> dict[str, Any]:
@@ -145,8 +308,30 @@ def semantic_id_run(config_path: str | Path, seed: int, *, force: bool = False) 
     kind, _ = load_experiment(config_path)
     if kind.semantic_id_metrics is None:
         raise ConfigError(f"{config_path}: a {kind.name!r} run yields no semantic IDs")
-    report = run_or_load(config_path, seed, force=force, progress=False)
+    report = run_or_load(config_path, seed, force=force, progress=False, consumed=True)
     return {**report, "metrics": kind.semantic_id_metrics(report)}
+
+
+class SemanticIdTable(NamedTuple):
+    """A SID run's table, checked against the sha256 its run recorded, with its report and folder."""
+
+    table: Any        # np.ndarray [num_items, code_length (+ de-dup digit)]
+    sha256: str
+    report: dict[str, Any]
+    directory: Path
+
+
+def semantic_id_table(config_path: str | Path, seed: int) -> SemanticIdTable:
+    """Load the SID table of ``config_path``'s run for ``seed`` (built if missing), refusing a modified table."""
+    report = semantic_id_run(config_path, seed)
+    directory = run_directory(config_path, seed)
+    recorded = report["metrics"]["semantic_id_table"]
+    table = np.load(directory / recorded["path"])
+    digest = sid_table_hash(table)
+    if digest != recorded["sha256"]:
+        raise ValueError(f"{directory / recorded['path']} does not match the sha256 its run recorded "
+                         f"({digest} vs {recorded['sha256']}): the file was modified; rebuild the run with --force")
+    return SemanticIdTable(table, digest, report, directory)
 
 
 def load_tokenizer(directory: str | Path):
@@ -190,17 +375,45 @@ def _finetuned_metrics(report: Mapping[str, Any]) -> dict[str, Any]:
     return {**metrics, **metrics["finetuned"]}
 
 
+def downstream_upstream(config) -> list[Upstream]:
+    """A ranking / generative run consumes its SID run (``tokenizer_seed`` or the same seed) and ``init_from``."""
+    runs = [Upstream("semantic_ids", config.semantic_ids, config.tokenizer_seed)] if config.semantic_ids else []
+    if getattr(config, "init_from", None):
+        runs.append(Upstream("init_from", config.init_from))
+    return runs
+
+
+def image_inputs_upstream(config) -> list[Upstream]:
+    """A tokenizer reading ``config.inputs`` consumes the image tower run when the inputs include images."""
+    inputs = config.inputs
+    return [Upstream("inputs.image_tower", inputs.image_tower, inputs.image_tower_seed)] if "image" in inputs.modalities \
+        else []
+
+
+def sid_artifacts(config) -> tuple[str, ...]:
+    """What a consumer of a SID run reads: the table, and the tokenizer (for stage 2)."""
+    return ("semantic_ids.npy", "tokenizer/tokenizer.json")
+
+
+def _downstream_artifacts(config) -> tuple[str, ...]:
+    return ("best.pt", *(sid_artifacts(config) if config.finetune else ()))
+
+
 # The method's kinds: MMQ stage 1, the two downstream tasks (each with its stage 2), the image tower.
 register(
     ExperimentKind("mmq_tokenizer", mmq_tokenizer.MMQTokenizerConfig, mmq_tokenizer.run,
-                   "MMQ stage 1: shared + specific experts -> semantic IDs", semantic_id_metrics=_all_metrics),
+                   "MMQ stage 1: shared + specific experts -> semantic IDs", semantic_id_metrics=_all_metrics,
+                   upstream=image_inputs_upstream, artifacts=sid_artifacts, typical_minutes=4),
     ExperimentKind("ranking", ranking.RankingConfig, ranking.run,
                    "PPNet ranking on frozen or behavior-fine-tuned SIDs (MMQ stage 2)",
-                   semantic_id_metrics=_finetuned_metrics),
+                   semantic_id_metrics=_finetuned_metrics, upstream=downstream_upstream,
+                   artifacts=_downstream_artifacts, typical_minutes=3),
     ExperimentKind("generative", generative.GenerativeConfig, generative.run,
                    "generative retrieval over SIDs (optionally MMQ stage 2 with the generator)",
-                   semantic_id_metrics=_finetuned_metrics),
+                   semantic_id_metrics=_finetuned_metrics, upstream=downstream_upstream,
+                   artifacts=_downstream_artifacts, typical_minutes=20),
     ExperimentKind("image_tower", image_tower.ImageTowerExperimentConfig, image_tower.run,
-                   "image tower (ClipLoss vs frozen MiniLM): the image-feature encoder"),
+                   "image tower (ClipLoss vs frozen MiniLM): the image-feature encoder",
+                   artifacts=lambda config: tuple(f"{stage}/best.pt" for stage in config.stages), typical_minutes=23),
 )
 register_tokenizer_loader(MMQTokenizer.kind, MMQTokenizer.load)

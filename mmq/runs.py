@@ -7,17 +7,20 @@ Which function runs a config is the experiment registry's business (:mod:`mmq.re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import importlib.metadata
 import logging
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -124,18 +127,73 @@ class Run:
         return artifacts.read_json(self.report_path)
 
 
-def start_run(experiment: str, seed: int, config: Any, *, force: bool = False, root: Path | None = None) -> Run:
-    """Create (or reopen) the folder for ``experiment`` and ``seed``; ``force`` clears ``DONE``."""
+def start_run(experiment: str, seed: int, config: Any, *, root: Path | None = None,
+              directory: Path | None = None) -> Run:
+    """Create (or reopen) the folder for ``experiment`` and ``seed`` (or the given ``directory``) and seed RNGs.
+
+    A finished run (``DONE``) is never reset here: a forced rerun trains in a staging folder and
+    replaces this one only once it has finished (:func:`replace_run_folder`).
+    """
     if not experiment or experiment.startswith("/") or ".." in Path(experiment).parts:
         raise ValueError(f"experiment name must be a relative path without '..', got {experiment!r}")
-    directory = (root or checkpoints_root()) / experiment / f"seed{seed}"
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    directory = directory or (root or checkpoints_root()) / experiment / f"seed{seed}"
     directory.mkdir(parents=True, exist_ok=True)
     run = Run(experiment=experiment, seed=seed, config=config, directory=directory)
-    if force and run.done:
-        (directory / "DONE").unlink()
     seed_everything(seed)
     LOGGER.info("run %s seed %d -> %s%s", experiment, seed, directory, " (done)" if run.done else "")
     return run
+
+
+@contextlib.contextmanager
+def run_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (a sibling ``.lock`` file) so one process at a time works on it.
+
+    A second process running the same config + seed waits here, then finds the first one's finished run.
+    """
+    lock_path = directory.parent / f"{directory.name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            LOGGER.warning("%s is in use by another process; waiting for it", directory)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def staging_folder(directory: Path) -> Path:
+    """Where a forced rerun of ``directory`` trains until it has finished."""
+    return directory.parent / f"{directory.name}.forcing"
+
+
+def replace_run_folder(staging: Path, directory: Path) -> None:
+    """Swap a finished staging folder in for ``directory`` (the old run survives any failure before this)."""
+    if not (staging / "DONE").exists():
+        raise RuntimeError(f"{staging} has not finished; {directory} is left as it was")
+    retired = directory.parent / f"{directory.name}.replaced"
+    if retired.exists():
+        shutil.rmtree(retired)
+    if directory.exists():
+        os.replace(directory, retired)
+    os.replace(staging, directory)
+    report = directory / "report.json"  # paths recorded while training point into the staging folder
+    text = report.read_text(encoding="utf-8")
+    if str(staging) in text:
+        artifacts.write_text(report, text.replace(str(staging), str(directory)))
+    if retired.exists():
+        shutil.rmtree(retired)
+
+
+def recover_interrupted_swap(directory: Path) -> None:
+    """If a process died between the two renames of :func:`replace_run_folder`, put the old run back."""
+    retired = directory.parent / f"{directory.name}.replaced"
+    if retired.exists() and not directory.exists():
+        os.replace(retired, directory)
 
 
 def experiment_name(config_path: str | Path) -> str:

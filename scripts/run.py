@@ -7,8 +7,11 @@
 
 The YAML's ``kind:`` line picks the runner (mmq/registry.py, baselines/registry.py). One config +
 seed -> one folder checkpoints/<path under experiments/>/seed<k>/ (report.json, DONE last); a
-finished run is only read unless --force. Upstream runs (the SID run a ranking row names, ...) are
-built first when missing. Prints one JSON summary line per run.
+finished run is only read unless --force. A run's folder is named by its content identity
+(checkpoints/<path under experiments/>-<run id>/seed<k>/): editing a YAML makes a new run. Upstream runs
+(the SID run a ranking row names, the image tower, ...) are built first when missing or when their
+git-ignored files are absent (a fresh clone), after printing what and roughly how long; --no-train
+refuses instead. Prints one JSON summary line per run.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("configs", nargs="*", help="experiment YAML files")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--force", action="store_true", help="rerun finished runs")
+    parser.add_argument("--force", action="store_true", help="retrain finished runs (the old run stays until the new "
+                        "one has finished)")
+    parser.add_argument("--no-train", action="store_true", help="only read finished runs; say what is missing")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bars (logs only)")
     parser.add_argument("--check", action="store_true", help="validate every YAML under experiments/ and exit")
     parser.add_argument("--list-kinds", action="store_true", help="print the registered experiment kinds")
@@ -49,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
             registry.load_experiment(config)  # every config is validated before any training starts
         for config in arguments.configs:
             for seed in arguments.seeds:
-                report = registry.run_or_load(config, seed, force=arguments.force, progress=not arguments.no_progress)
+                report = registry.run_or_load(config, seed, force=arguments.force, progress=not arguments.no_progress,
+                                              no_train=arguments.no_train)
                 print(json.dumps(run_summary(report)))
-    except ConfigError as error:
+    except (ConfigError, registry.MissingRunsError, registry.DataChangedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

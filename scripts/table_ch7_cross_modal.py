@@ -12,21 +12,17 @@ block ``ch7_cross_modal`` (the cross-modal grid of both galleries).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
-
-from mmq.cli import setup
 
 import numpy as np
 
-from baselines.clip.experiment import ClipRetrievalConfig, run_clip_retrieval
+import baselines  # noqa: F401  (registers the clip_retrieval kind)
 from baselines.clip.table import TABLE, next_item_rows, readme_grid, render_markdown, tower_rows
-from mmq import artifacts
-from mmq.config import load_config
+from mmq import registry
+from mmq.cli import setup
 from mmq.data import load_dataset
 from mmq.image_tower.experiment import ImageTowerExperimentConfig
 from mmq.image_tower.figures import query_grid
-from mmq.runs import checkpoints_root, experiment_name, start_run
 from mmq.tables import is_default_output, tables_dir, write_readme_block, write_table
 
 
@@ -41,25 +37,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", type=Path, default=None, help="default: paper_tables/")
     arguments = parser.parse_args(argv)
     setup()
-    tower_config = load_config(ImageTowerExperimentConfig, arguments.tower_config)
-    tower_name = experiment_name(arguments.tower_config)
-    tower_reports = []
-    for seed in arguments.seeds:
-        report_path = checkpoints_root() / tower_name / f"seed{seed}" / "report.json"
-        if not (report_path.parent / "DONE").exists():
-            raise SystemExit(f"{report_path} missing: run python scripts/run.py {arguments.tower_config} --seeds {seed}")
-        tower_reports.append(artifacts.read_json(report_path))
-    retrieval_config = load_config(ClipRetrievalConfig, arguments.retrieval_config)
-    retrieval_reports = []
-    for seed in arguments.seeds:
-        retrieval_config_seed = dataclasses.replace(retrieval_config, tower_run=f"{tower_name}/seed{seed}")
-        run = start_run(experiment_name(arguments.retrieval_config), seed, retrieval_config_seed,
-                        force=arguments.force)
-        if not run.done:
-            run.finish(run_clip_retrieval(retrieval_config_seed))
-        retrieval_reports.append(run.load_report())
+    _, tower_config = registry.load_experiment(arguments.tower_config)
+    try:  # the image tower (~23 min) is trained by `scripts/run.py`, never implicitly by the table
+        tower_reports = [registry.run_or_load(arguments.tower_config, seed, no_train=True) for seed in arguments.seeds]
+    except registry.MissingRunsError as error:
+        raise SystemExit(f"{error}\nrun: python scripts/run.py {arguments.tower_config} --seeds "
+                         f"{' '.join(map(str, arguments.seeds))}") from None
+    retrieval_reports = [registry.run_or_load(arguments.retrieval_config, seed, force=arguments.force)
+                         for seed in arguments.seeds]
     output = arguments.output_dir or tables_dir()
-    figures = [] if arguments.no_figures else _figures(tower_config, tower_name, arguments.seeds[0], output)
+    tower_directory = registry.run_directory(arguments.tower_config, arguments.seeds[0])
+    figures = [] if arguments.no_figures else _figures(tower_config, tower_directory, arguments.seeds[0], output)
     rows = tower_rows(tower_reports) + next_item_rows(retrieval_reports)
     commands = [f"python scripts/run.py {arguments.tower_config}",
                 "python scripts/table_ch7_cross_modal.py"]
@@ -72,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _figures(config: ImageTowerExperimentConfig, tower_name: str, seed: int, output: Path) -> list[str]:
+def _figures(config: ImageTowerExperimentConfig, tower_directory: Path, seed: int, output: Path) -> list[str]:
     """Query grids for 6 held-out items per stage (skipped when the weights are not on this machine)."""
     names = []
     for stage_name in config.stages:
         stage = getattr(config, stage_name)
-        stage_dir = checkpoints_root() / tower_name / f"seed{seed}" / stage_name
+        stage_dir = tower_directory / stage_name
         name = f"{TABLE}_{stage_name}_queries.png"
         if not (stage_dir / "best.pt").exists() or not (stage_dir / "test_items.npy").exists():
             if (output / name).exists():  # a clone without weights keeps the committed figure

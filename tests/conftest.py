@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import baselines  # noqa: F401  (registers the baseline kinds, as every entry point does)
 from mmq.mmq_tokenizer.config import MMQConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

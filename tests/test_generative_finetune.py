@@ -75,7 +75,7 @@ def test_dedup_capacity_overflow_is_a_clear_error(fitted_mmq):
 def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch, mmq_world):
     from mmq.config import ConfigError
     from mmq.generative.experiment import load_semantic_ids
-    from mmq.registry import run_or_load
+    from mmq.registry import is_usable, missing_runs, run_directory, run_or_load
 
     dataset, data = mmq_world.synthetic_dataset(num_users=30, num_items=60, per_user=12)
     sid_config = mmq_world.install(dataset, data)
@@ -89,8 +89,8 @@ def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch, mmq_w
                                       "init_from": str(frozen_path)}))
     frozen = run_or_load(frozen_path, 0, progress=False)["metrics"]
     tuned = run_or_load(tuned_path, 0, progress=False)["metrics"]
-    stage1 = np.load(isolated_dirs / "checkpoints" / "tiny_mmq" / "seed0" / "semantic_ids.npy")
-    run = isolated_dirs / "checkpoints" / "gen_ft" / "seed0"
+    stage1 = np.load(run_directory(sid_config, 0) / "semantic_ids.npy")
+    run = run_directory(tuned_path, 0)
     table = np.load(run / "semantic_ids.npy")
     assert table.shape == stage1.shape and len(np.unique(table, axis=0)) == len(table)
     assert (run / "tokenizer" / "model.pt").exists() and (run / "best_source.pt").exists()
@@ -106,16 +106,20 @@ def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch, mmq_w
         assert 0.0 <= metrics["test"]["ndcg@10"] <= 1.0
     # the chosen tokenizer re-derives exactly the saved table, and stage 1 is untouched
     np.testing.assert_array_equal(MMQTokenizer.load(run / "tokenizer").encode(data), table[:, :-1])
-    np.testing.assert_array_equal(MMQTokenizer.load(isolated_dirs / "checkpoints" / "tiny_mmq" / "seed0" / "tokenizer")
+    np.testing.assert_array_equal(MMQTokenizer.load(run_directory(sid_config, 0) / "tokenizer")
                                   .encode(data), stage1[:, :-1])
     # a generative stage-2 config is itself a SID source
     reread, digest = load_semantic_ids(str(tuned_path), 0)
     np.testing.assert_array_equal(reread, table)
     assert digest == info["semantic_id_table"]["sha256"]
-    (isolated_dirs / "checkpoints" / "gen_frozen" / "seed0" / "best.pt").unlink()
+    # a finished run whose weights are absent (a fresh clone) is rebuilt when another run consumes it,
+    # and the rebuild reproduces it exactly
+    (run_directory(frozen_path, 0) / "best.pt").unlink()
+    assert not is_usable(frozen_path, 0) and [entry[0] for entry in missing_runs(tuned_path, 0)] == []
+    rebuilt = run_or_load(frozen_path, 0, progress=False, consumed=True)["metrics"]
+    assert (run_directory(frozen_path, 0) / "best.pt").exists() and rebuilt["test"] == frozen["test"]
     bad = isolated_dirs / "bad.yaml"
     for text, message in [({**common, "finetune": True, "backbone": "t5"}, "causal backbone"),
-                          ({**common, "finetune": True, "init_from": str(frozen_path)}, "best.pt is missing"),
                           ({**common, "finetuning": {"temperature": 1}}, "temperature")]:
         bad.write_text(json.dumps(text))
         with pytest.raises((ConfigError, ValueError, FileNotFoundError), match=message):

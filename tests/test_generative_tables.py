@@ -49,17 +49,18 @@ def fake_runner(monkeypatch):
 
 
 def test_collect_reads_finished_runs_and_names_the_missing_ones(isolated_dirs, fake_runner):
-    rows = (("A", "experiments/generative/fake_a.yaml"), ("B", "experiments/generative/fake_b.yaml"))
+    fake_a, fake_b = str(isolated_dirs / "fake_a.yaml"), str(isolated_dirs / "fake_b.yaml")
+    (isolated_dirs / "fake_a.yaml").write_text("kind: sasrec\nepochs: 2\n")
+    (isolated_dirs / "fake_b.yaml").write_text("kind: sasrec\nepochs: 3\n")
+    rows = (("A", fake_a), ("B", fake_b))
     for seed in (0, 2):   # A has seeds 0 and 2, B has none
-        done = isolated_dirs / "checkpoints" / "generative" / "fake_a" / f"seed{seed}" / "DONE"
+        done = registry.run_directory(fake_a, seed) / "DONE"
         done.parent.mkdir(parents=True)
         done.write_text("x\n")
     reports, missing = collect(rows, [0, 1, 2], no_train=True, force=False)
     assert list(reports) == ["A"] and [report["seed"] for report in reports["A"]] == [0, 2]
-    assert missing == ["experiments/generative/fake_a.yaml seed 1", "experiments/generative/fake_b.yaml seed 0",
-                       "experiments/generative/fake_b.yaml seed 1", "experiments/generative/fake_b.yaml seed 2"]
-    assert fake_runner == [("experiments/generative/fake_a.yaml", 0, False),
-                           ("experiments/generative/fake_a.yaml", 2, False)]
+    assert missing == [f"{fake_a} seed 1", f"{fake_b} seed 0", f"{fake_b} seed 1", f"{fake_b} seed 2"]
+    assert fake_runner == [(fake_a, 0, False), (fake_a, 2, False)]
     fake_runner.clear()
     reports, missing = collect(rows, [0, 1], no_train=False, force=True)   # training allowed: every run asked for
     assert missing == [] and list(reports) == ["A", "B"] and len(fake_runner) == 4

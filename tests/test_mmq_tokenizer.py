@@ -193,6 +193,7 @@ def test_bad_input_raises_clear_value_error(fitted, data):
 
 
 def test_end_to_end_script_run(isolated_dirs, data, monkeypatch):
+    from mmq import registry
     from mmq.mmq_tokenizer import experiment
     from scripts.run import main
 
@@ -204,7 +205,7 @@ def test_end_to_end_script_run(isolated_dirs, data, monkeypatch):
            if key in ("codebook_size", "code_dim", "gate_hidden_dim", "num_steps", "batch_size", "restart_every")},
         "decoder_hidden_dims": [16], "progress": False}}))
     assert main([str(config_path), "--seeds", "0"]) == 0
-    run = isolated_dirs / "checkpoints" / "tiny_mmq" / "seed0"
+    run = registry.run_directory(config_path, 0)
     report = json.loads((run / "report.json").read_text())
     assert (run / "DONE").exists() and (run / "tokenizer" / "model.pt").exists()
     semantic_ids = np.load(run / "semantic_ids.npy")

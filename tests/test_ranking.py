@@ -53,7 +53,7 @@ def test_ranking_data_is_chronological_with_long_tail_buckets(mmq_world):
 def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, monkeypatch, mmq_world):
     from mmq.config import ConfigError
     from mmq.generative.experiment import load_semantic_ids
-    from mmq.registry import run_or_load, semantic_id_run
+    from mmq.registry import run_directory, run_or_load, semantic_id_run
 
     dataset, data = mmq_world.synthetic_dataset()
     sid_config = mmq_world.install(dataset, data)
@@ -69,8 +69,8 @@ def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, 
     for metrics in reports.values():
         assert 0.0 <= metrics["test"]["auc"] <= 1.0 and metrics["training"]["epochs_run"] == 3
         assert {"auc_head", "auc_tail", "gauc"} <= set(metrics["test"])
-    stage1 = np.load(isolated_dirs / "checkpoints" / "tiny_mmq" / "seed0" / "semantic_ids.npy")
-    run = isolated_dirs / "checkpoints" / "rank_finetuned" / "seed0"
+    stage1 = np.load(run_directory(sid_config, 0) / "semantic_ids.npy")
+    run = run_directory(isolated_dirs / "rank_finetuned.yaml", 0)
     finetuned = np.load(run / "semantic_ids.npy")
     assert finetuned.shape == stage1.shape and (run / "tokenizer" / "model.pt").exists()
     info = reports["finetuned"]["finetuned"]
@@ -79,7 +79,7 @@ def test_end_to_end_ranking_runs_with_frozen_and_fine_tuned_sids(isolated_dirs, 
     assert "train_reconstruction" not in reports["frozen"]["training"]["history"][0]
     assert reports["frozen"]["semantic_ids"]["sha256"] == reports["finetuned"]["semantic_ids"]["sha256"]
     # stage 1 was untouched by fine-tuning (the live source works on its own copy of the weights)
-    np.testing.assert_array_equal(MMQTokenizer.load(isolated_dirs / "checkpoints" / "tiny_mmq" / "seed0" / "tokenizer")
+    np.testing.assert_array_equal(MMQTokenizer.load(run_directory(sid_config, 0) / "tokenizer")
                                   .encode(data), stage1[:, :6])
     # a fine-tuning ranking config is a SID source for downstream runs (e.g. generative retrieval)
     table, digest = load_semantic_ids(str(isolated_dirs / "rank_finetuned.yaml"), 0)

@@ -134,3 +134,110 @@ def test_force_retrains_from_scratch_instead_of_resuming(tmp_path, isolated_dirs
         assert registry.run_or_load(path, 0, force=True)["metrics"] == {"rate": 2.0, "resumed": False}
     finally:
         registry._KINDS.pop("test_force")
+
+
+@pytest.fixture
+def counting_kinds():
+    """Two test kinds: ``test_sid`` (writes a SID table) and ``test_consumer`` (reads it through the registry)."""
+    import numpy as np
+
+    from mmq.semantic_ids.dedup import sid_table_hash
+
+    @dataclasses.dataclass(frozen=True)
+    class SidConfig:
+        size: int = 4
+        fail: bool = False
+
+    @dataclasses.dataclass(frozen=True)
+    class ConsumerConfig:
+        semantic_ids: str = ""
+        rate: float = 1.0
+
+    calls = []
+
+    def sid_runner(config, seed, directory, progress):
+        calls.append(("sid", seed))
+        if config.fail:
+            raise RuntimeError("injected failure")
+        table = np.arange(config.size * 2).reshape(config.size, 2) + seed
+        np.save(directory / "semantic_ids.npy", table)
+        return {"semantic_id_table": {"path": "semantic_ids.npy", "sha256": sid_table_hash(table)}}
+
+    def consumer_runner(config, seed, directory, progress):
+        calls.append(("consumer", seed))
+        loaded = registry.semantic_id_table(config.semantic_ids, seed)
+        return {"total": int(loaded.table.sum()) * config.rate}
+
+    kinds = (registry.ExperimentKind("test_sid", SidConfig, sid_runner, "test",
+                                     semantic_id_metrics=lambda report: dict(report["metrics"]),
+                                     artifacts=lambda config: ("semantic_ids.npy",), typical_minutes=7),
+             registry.ExperimentKind("test_consumer", ConsumerConfig, consumer_runner, "test", typical_minutes=2,
+                                     upstream=lambda config: [registry.Upstream("semantic_ids", config.semantic_ids)]))
+    registry.register(*kinds)
+    yield calls
+    for kind in kinds:
+        registry._KINDS.pop(kind.name)
+
+
+def test_run_identity_is_content_and_upstream_runs_are_built_first(tmp_path, isolated_dirs, counting_kinds):
+    sids, consumer = tmp_path / "sids.yaml", tmp_path / "consumer.yaml"
+    sids.write_text("kind: test_sid\nsize: 4\n")
+    consumer.write_text(f"kind: test_consumer\nsemantic_ids: {sids}\n")
+    with pytest.raises(registry.MissingRunsError) as missing:  # --no-train names every missing run and its time
+        registry.run_or_load(consumer, 0, no_train=True)
+    assert "sids.yaml seed 0: ~7 min" in str(missing.value) and "total ~9 min" in str(missing.value)
+    first = registry.run_or_load(consumer, 0)["metrics"]
+    assert counting_kinds == [("consumer", 0), ("sid", 0)] and first == {"total": 28.0}
+    assert registry.run_or_load(consumer, 0)["metrics"] == first and len(counting_kinds) == 2  # reused
+    consumer_folder = registry.run_directory(consumer, 0)
+    consumer.write_text(f"kind: test_consumer\nsemantic_ids: {sids}\nrate: 2.0\n")  # edited after the run
+    registry._RUN_IDS.clear()
+    assert registry.run_directory(consumer, 0) != consumer_folder
+    assert registry.run_or_load(consumer, 0)["metrics"] == {"total": 56.0}  # a new run, not the old report
+    sids.write_text("kind: test_sid\nsize: 5\n")  # an upstream edit changes the downstream identity too
+    registry._RUN_IDS.clear()
+    assert not registry.is_done(consumer, 0)
+
+
+def test_a_modified_sid_table_is_refused_and_absent_artifacts_are_rebuilt(tmp_path, isolated_dirs, counting_kinds):
+    import numpy as np
+
+    sids = tmp_path / "sids.yaml"
+    sids.write_text("kind: test_sid\n")
+    registry.run_or_load(sids, 1)
+    table_path = registry.run_directory(sids, 1) / "semantic_ids.npy"
+    np.save(table_path, np.load(table_path)[::-1])  # rows permuted after the run
+    with pytest.raises(ValueError, match="does not match the sha256"):
+        registry.semantic_id_table(sids, 1)
+    table_path.unlink()  # a fresh clone: the report is committed, the table is not
+    assert registry.is_done(sids, 1) and not registry.is_usable(sids, 1)
+    assert registry.semantic_id_table(sids, 1).table.shape == (4, 2) and counting_kinds.count(("sid", 1)) == 2
+
+
+def test_a_failed_forced_rerun_leaves_the_finished_run(tmp_path, isolated_dirs, counting_kinds):
+    sids = tmp_path / "sids.yaml"
+    sids.write_text("kind: test_sid\n")
+    report = registry.run_or_load(sids, 0)
+    working = registry.get_kind("test_sid")
+    registry._KINDS["test_sid"] = dataclasses.replace(working, runner=lambda *args: 1 / 0)
+    try:
+        with pytest.raises(ZeroDivisionError):
+            registry.run_or_load(sids, 0, force=True)
+    finally:
+        registry._KINDS["test_sid"] = working
+    assert registry.run_or_load(sids, 0) == report and (registry.run_directory(sids, 0) / "DONE").exists()
+
+
+def test_a_run_made_on_other_data_is_refused(tmp_path, isolated_dirs, counting_kinds, monkeypatch):
+    from mmq import artifacts
+
+    sids = tmp_path / "sids.yaml"
+    sids.write_text("kind: test_sid\n")
+    registry.run_or_load(sids, 0)
+    report_path = registry.run_directory(sids, 0) / "report.json"
+    artifacts.write_json(report_path, {**artifacts.read_json(report_path), "datasets": {"beauty": "0123456789abcdef"}})
+    monkeypatch.setitem(registry._FINGERPRINTS, "beauty", "fedcba9876543210")
+    with pytest.raises(registry.DataChangedError, match="fingerprint 0123456789abcdef"):
+        registry.run_or_load(sids, 0)
+    monkeypatch.setitem(registry._FINGERPRINTS, "beauty", None)  # data absent: nothing to compare with
+    assert registry.run_or_load(sids, 0)["datasets"] == {"beauty": "0123456789abcdef"}

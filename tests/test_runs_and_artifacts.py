@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from mmq import artifacts
-from mmq.runs import experiment_name, start_run
+from mmq.runs import (experiment_name, recover_interrupted_swap, replace_run_folder, run_lock, staging_folder,
+                      start_run)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,10 +32,46 @@ def test_run_writes_report_then_done(isolated_dirs):
     assert run.directory == isolated_dirs / "checkpoints" / "unit" / "tiny" / "seed7"
 
 
-def test_force_reopens_a_finished_run(isolated_dirs):
-    start_run("unit/tiny", 0, TinyConfig()).finish({})
-    assert start_run("unit/tiny", 0, TinyConfig()).done
-    assert not start_run("unit/tiny", 0, TinyConfig(), force=True).done
+def test_a_finished_run_is_never_reset_and_a_staging_folder_replaces_it_only_when_done(isolated_dirs):
+    start_run("unit/tiny", 0, TinyConfig()).finish({"v": 1})
+    old = start_run("unit/tiny", 0, TinyConfig())
+    assert old.done and old.load_report()["metrics"] == {"v": 1}
+    staging = staging_folder(old.directory)
+    with pytest.raises(RuntimeError, match="has not finished"):
+        start_run("unit/tiny", 0, TinyConfig(), directory=staging)
+        replace_run_folder(staging, old.directory)
+    assert old.load_report()["metrics"] == {"v": 1}  # an unfinished replacement leaves the old run
+    start_run("unit/tiny", 0, TinyConfig(), directory=staging).finish({"v": 2, "path": str(staging / "x")})
+    replace_run_folder(staging, old.directory)
+    report = old.load_report()
+    assert report["metrics"] == {"v": 2, "path": str(old.directory / "x")} and not staging.exists()
+
+
+def test_an_interrupted_swap_is_recovered(isolated_dirs):
+    run = start_run("unit/tiny", 0, TinyConfig())
+    run.finish({"v": 1})
+    retired = run.directory.parent / f"{run.directory.name}.replaced"
+    run.directory.rename(retired)  # died between the two renames
+    recover_interrupted_swap(run.directory)
+    assert run.done and not retired.exists()
+
+
+def test_run_lock_lets_one_holder_work_at_a_time(isolated_dirs):
+    directory = isolated_dirs / "checkpoints" / "unit" / "locked" / "seed0"
+    events = []
+
+    def worker(name):
+        with run_lock(directory):
+            events.append(f"{name} in")
+            time.sleep(0.05)
+            events.append(f"{name} out")
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert events[0].endswith("in") and events[1] == events[0].replace("in", "out")  # never interleaved
 
 
 def test_seeding_is_reproducible(isolated_dirs):

@@ -17,12 +17,12 @@ from tqdm import tqdm
 
 from baselines.clip.index import FusionConfig, MultimodalIndex
 from baselines.faiss_ann.content_retrieval import build_flat, evaluate_split
+from mmq import registry
 from mmq.data import leave_one_out, load_dataset
 from mmq.features.text import TextFeatureConfig, item_text_embeddings, recipe_name
 from mmq.image_tower.checkpoint import checkpoint_hash, load_checkpoint
 from mmq.image_tower.evaluate import encode_text_embeddings
 from mmq.image_tower.features import item_image_embeddings
-from mmq.runs import checkpoints_root
 
 LOGGER = logging.getLogger(__name__)
 
@@ -33,7 +33,8 @@ class ClipRetrievalConfig:
 
     dataset: str = "movielens"
     text_recipe: tuple[str, ...] = ("title", "year", "genres")   # MiniLM text, as in the poster stage
-    tower_run: str = "ch7/myntra_image_tower/seed0"   # run folder under checkpoints/ ...
+    image_tower: str = "experiments/ch7/myntra_image_tower.yaml"   # the image tower run (upstream) ...
+    tower_seed: int | None = None                      # ... of this seed (None: this run's seed) ...
     tower_stage: str = "movielens"                     # ... and the stage whose best.pt encodes images
     image_weights: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75)   # fused-index grid, chosen on valid
     fusion_modes: tuple[str, ...] = ("concat",)
@@ -56,9 +57,8 @@ def _evaluate(vectors: np.ndarray, split, config: ClipRetrievalConfig, name: str
     return {"decay": decay, "valid": valid[decay], "test": test}
 
 
-def run_clip_retrieval(config: ClipRetrievalConfig, checkpoint: Path | None = None) -> dict[str, Any]:
-    """Text-only, image-only and fused next-item retrieval on ``config.dataset``; returns metrics."""
-    checkpoint = checkpoint or checkpoints_root() / config.tower_run / config.tower_stage / "best.pt"
+def run_clip_retrieval(config: ClipRetrievalConfig, checkpoint: Path) -> dict[str, Any]:
+    """Text-only, image-only and fused next-item retrieval on ``config.dataset`` with the tower ``checkpoint``."""
     dataset = load_dataset(config.dataset)
     split = leave_one_out(dataset, max_history=config.max_history)
     text = item_text_embeddings(dataset, TextFeatureConfig(recipe=config.text_recipe))
@@ -91,5 +91,8 @@ def run_clip_retrieval(config: ClipRetrievalConfig, checkpoint: Path | None = No
 
 
 def run(config: ClipRetrievalConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:
-    """Registry runner of the ``clip_retrieval`` kind (``tower_run`` names the image tower run to read)."""
-    return run_clip_retrieval(config)
+    """Registry runner of the ``clip_retrieval`` kind: reads the image tower run of ``tower_seed`` (or ``seed``)."""
+    tower = registry.run_or_load(config.image_tower, seed if config.tower_seed is None else config.tower_seed,
+                                 progress=progress, consumed=True)
+    tower_directory = registry.run_directory(config.image_tower, tower["seed"])
+    return run_clip_retrieval(config, tower_directory / config.tower_stage / "best.pt")

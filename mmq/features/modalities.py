@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from mmq import registry
 from mmq.features.collaborative import CollaborativeConfig, item_collaborative_embeddings
 from mmq.features.text import TextFeatureConfig, item_text_embeddings
+from mmq.image_tower.features import item_image_embeddings
 
 MODALITIES = ("text", "image", "collaborative")  # every modality load_item_modalities can build
 
@@ -31,7 +33,8 @@ class ItemModalitiesConfig:
     kcore: int | None = None                       # None: the dataset's default
     text: TextFeatureConfig = TextFeatureConfig(recipe=("title", "year", "genres"))  # as the ch7 poster runs
     modalities: tuple[str, ...] = ("text", "image")  # any order, no duplicates; names from MODALITIES
-    tower_run: str = "ch7/myntra_image_tower/seed0"  # image tower run folder under checkpoints/ ...
+    image_tower: str = "experiments/ch7/myntra_image_tower.yaml"  # the image tower run (an upstream run) ...
+    image_tower_seed: int = 0                      # ... of this seed ...
     tower_stage: str = "movielens"                 # ... and the stage whose best.pt encodes posters
     collaborative: CollaborativeConfig = CollaborativeConfig()
 
@@ -52,10 +55,9 @@ class ItemModalitiesConfig:
 def _features(dataset, name: str, config: ItemModalitiesConfig):
     """The non-text modality ``name`` of ``dataset``: features with ``.embeddings`` and ``.valid``."""
     if name == "image":
-        from mmq.image_tower.features import item_image_embeddings
-        from mmq.runs import checkpoints_root
-
-        return item_image_embeddings(dataset, checkpoints_root() / config.tower_run / config.tower_stage)
+        registry.run_or_load(config.image_tower, config.image_tower_seed, progress=False, consumed=True)
+        tower = registry.run_directory(config.image_tower, config.image_tower_seed)
+        return item_image_embeddings(dataset, tower / config.tower_stage)
     return item_collaborative_embeddings(dataset, config.collaborative)
 
 

@@ -1,6 +1,5 @@
 """Stage-2 plumbing shared by every downstream task (ranking, generative retrieval).
 
-- :func:`stage1_run`: the finished SID run a stage-2 run starts from (built if missing).
 - :func:`live_source`: a trainable source (MMQ or MA-RQ-VAE) rebuilt from that run, checked to
   reproduce the run's SID table before any training.
 - :func:`save_finetuned`: after training, re-derive the SIDs (+ de-dup digit), save them, the
@@ -19,11 +18,6 @@ from mmq.features.modalities import load_item_modalities
 from mmq import registry
 from mmq.semantic_ids.base import quality_report
 from mmq.semantic_ids.dedup import append_dedup_digit, dedup_report, sid_table_hash
-
-
-def stage1_run(config_path: str, seed: int) -> tuple[dict[str, Any], Path]:
-    """Report and run folder of the SID run of ``config_path`` for ``seed`` (built if missing)."""
-    return registry.semantic_id_run(config_path, seed), registry.run_directory(config_path, seed)
 
 
 def live_source(config_path: str, run_directory: Path, stage1_codes: np.ndarray, tau: float):

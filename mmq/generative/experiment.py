@@ -30,9 +30,7 @@ from mmq.generative.t5_backbone import T5SidRecommender
 from mmq.generative.train import TrainingConfig, evaluate_split, fit, item_codes_lookup
 from mmq.recommenders.evaluation import NextItemEvaluationConfig
 from mmq.recommenders.sequences import next_item_samples, training_windows
-from mmq.runs import REPOSITORY_ROOT, checkpoints_root, experiment_name
 from mmq.semantic_ids.base import load_torch_state
-from mmq.semantic_ids.dedup import sid_table_hash
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,19 +91,8 @@ def load_semantic_ids(config_path: str, seed: int) -> tuple[np.ndarray, str]:
 
     Any SID config works: text-only tokenizers, multimodal MA/MS baselines and MMQ stage 1.
     """
-    path = Path(config_path)
-    if not path.is_absolute():
-        path = REPOSITORY_ROOT / path
-    if not path.exists():
-        raise FileNotFoundError(f"semantic_ids config {config_path} not found")
-    name = experiment_name(path)
-    report = registry.semantic_id_run(path, seed)
-    table = report["metrics"]["semantic_id_table"]
-    semantic_ids = np.load(checkpoints_root() / name / f"seed{seed}" / table["path"])
-    digest = sid_table_hash(semantic_ids)
-    if digest != table["sha256"]:
-        raise ValueError(f"SID table of {name} seed {seed} does not match the sha256 in its report")
-    return semantic_ids, digest
+    loaded = registry.semantic_id_table(config_path, seed)
+    return loaded.table, loaded.sha256
 
 
 def build_model(config: GenerativeConfig, codebook_sizes: tuple[int, ...]) -> torch.nn.Module:
@@ -182,13 +169,10 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
 
 def _initialise(model: torch.nn.Module, config: GenerativeConfig, seed: int, digest: str) -> dict[str, Any]:
     """Load the chosen weights of ``init_from``'s run (same seed, same starting SIDs) into ``model``."""
-    report = registry.run_or_load(config.init_from, seed, progress=False)
+    report = registry.run_or_load(config.init_from, seed, progress=False, consumed=True)  # rebuilt without weights
     if report["metrics"]["semantic_ids"]["sha256"] != digest:
         raise ValueError(f"init_from {config.init_from} seed {seed} was trained on other SIDs than {config.semantic_ids}")
-    weights = checkpoints_root() / experiment_name(config.init_from) / f"seed{seed}" / "best.pt"
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights} is missing (weights are not committed): rerun {config.init_from} "
-                                f"seed {seed} first: python scripts/run.py {config.init_from} --seeds {seed} --force")
+    weights = registry.run_directory(config.init_from, seed) / "best.pt"
     resized = load_resized(model, load_torch_state(weights))
     return {"config": config.init_from, "seed": seed, "best_epoch": report["metrics"]["training"]["best_epoch"],
             "valid_ndcg@10": report["metrics"]["valid"]["ndcg@10"], "resized": resized}
@@ -196,7 +180,7 @@ def _initialise(model: torch.nn.Module, config: GenerativeConfig, seed: int, dig
 
 def _joint_tokenizer(config: GenerativeConfig, semantic_ids: np.ndarray, tokenizer_seed: int):
     """The live tokenizer of the SID run (checked to reproduce its table) wrapped for joint training."""
-    run_directory = checkpoints_root() / experiment_name(config.semantic_ids) / f"seed{tokenizer_seed}"  # built above
+    run_directory = registry.run_directory(config.semantic_ids, tokenizer_seed)  # built above
     stage1_codes = semantic_ids[:, :-1]  # the semantic codes; the de-dup digit is recomputed, not learned
     source, tokenizer, embeddings = live_source(config.semantic_ids, run_directory, stage1_codes,
                                                 config.finetuning.tau)

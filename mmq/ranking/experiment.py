@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mmq.finetune.objective import BehaviorFinetuneConfig
-from mmq.finetune.runs import live_source, save_finetuned, stage1_run
+from mmq import registry
+from mmq.finetune.runs import live_source, save_finetuned
 from mmq.finetune.sources import FrozenCodes, NoCodes
 from mmq.ranking.data import ranking_data
 from mmq.ranking.ppnet import ITEM_FEATURES, PPNet, PPNetConfig
@@ -68,10 +68,10 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
     source, codebook_sizes, tokenizer = NoCodes(data.num_items), None, None
     if config.semantic_ids:
         tokenizer_seed = seed if config.tokenizer_seed is None else config.tokenizer_seed
-        sid_report, sid_directory = stage1_run(config.semantic_ids, tokenizer_seed)
+        loaded = registry.semantic_id_table(config.semantic_ids, tokenizer_seed)  # built if missing, sha256-checked
+        sid_report, table, sid_directory = loaded.report, loaded.table, loaded.directory
         quality = sid_report["metrics"]["quality"]
         codebook_sizes = tuple(quality["codebook_sizes"])
-        table = np.load(sid_directory / "semantic_ids.npy")
         if table.shape[0] != data.num_items:
             raise ValueError(f"{sid_directory}: SID table has {table.shape[0]} rows, dataset has {data.num_items} items")
         stage1_codes = table[:, :len(codebook_sizes)]  # the semantic codes; the de-dup digit is not learned
