@@ -83,12 +83,13 @@ class ModalityAlignedTokenizer(ModalityInputs):
     def _concatenate(self, prepared: dict[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([prepared[name] for name in self.modalities], axis=1)
 
-    def fit(self, embeddings: Mapping[str, np.ndarray], *, seed: int = 0) -> "ModalityAlignedTokenizer":
-        """Fit the inner tokenizer on the normalised concatenation."""
+    def fit(self, embeddings: Mapping[str, np.ndarray], *, seed: int = 0,
+            checkpoint_directory: Path | None = None) -> "ModalityAlignedTokenizer":
+        """Fit the inner tokenizer on the normalised concatenation (resumable in ``checkpoint_directory``)."""
         self.dims = None
         prepared = self.prepare(embeddings)
         self.dims = {name: array.shape[1] for name, array in prepared.items()}
-        self.tokenizer.fit(self._concatenate(prepared), seed=seed)
+        self.tokenizer.fit(self._concatenate(prepared), seed=seed, checkpoint_directory=checkpoint_directory)
         return self
 
     def encode(self, embeddings: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -177,13 +178,18 @@ class ModalitySeparatedTokenizer(ModalityInputs):
     def codebook_sizes(self) -> tuple[int, ...]:
         return sum((self.tokenizers[name].codebook_sizes for name in self.modalities), ())
 
-    def fit(self, embeddings: Mapping[str, np.ndarray], *, seed: int = 0) -> "ModalitySeparatedTokenizer":
-        """Fit each modality's tokenizer on its own (normalised) embeddings, seed + position."""
+    def fit(self, embeddings: Mapping[str, np.ndarray], *, seed: int = 0,
+            checkpoint_directory: Path | None = None) -> "ModalitySeparatedTokenizer":
+        """Fit each modality's tokenizer on its own (normalised) embeddings, seed + position.
+
+        ``checkpoint_directory``: each modality's fit resumes from its own ``checkpoint_directory/<modality>``.
+        """
         self.dims = None
         prepared = self.prepare(embeddings)
         self.dims = {name: array.shape[1] for name, array in prepared.items()}
         for position, name in enumerate(self.modalities):
-            self.tokenizers[name].fit(prepared[name], seed=seed + position)
+            folder = None if checkpoint_directory is None else Path(checkpoint_directory) / name
+            self.tokenizers[name].fit(prepared[name], seed=seed + position, checkpoint_directory=folder)
         return self
 
     def encode(self, embeddings: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -94,8 +94,12 @@ class OPQTokenizer:
             "max_train_points": self.max_train_points,
         }
 
-    def fit(self, embeddings: np.ndarray, *, seed: int = 0) -> "OPQTokenizer":
-        """Train the OPQ rotation and the product quantizer (faiss), seeded."""
+    def fit(self, embeddings: np.ndarray, *, seed: int = 0,
+            checkpoint_directory: Path | None = None) -> "OPQTokenizer":
+        """Train the OPQ rotation and the product quantizer (faiss), seeded.
+
+        ``checkpoint_directory`` is ignored: there are no gradient steps to resume.
+        """
         embeddings = validate_embeddings(embeddings)
         if embeddings.shape[0] < self.codebook_size:
             raise ValueError(f"need >= codebook_size={self.codebook_size} items, got {embeddings.shape[0]}")

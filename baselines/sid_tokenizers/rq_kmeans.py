@@ -114,8 +114,12 @@ class RQKMeansTokenizer:
             "max_points_per_centroid": self.max_points_per_centroid,
         }
 
-    def fit(self, embeddings: np.ndarray, *, seed: int = 0) -> "RQKMeansTokenizer":
-        """Fit one k-means per level on the residuals of the previous levels."""
+    def fit(self, embeddings: np.ndarray, *, seed: int = 0,
+            checkpoint_directory: Path | None = None) -> "RQKMeansTokenizer":
+        """Fit one k-means per level on the residuals of the previous levels.
+
+        ``checkpoint_directory`` is ignored: there are no gradient steps to resume.
+        """
         residual = validate_embeddings(embeddings).copy()
         num_items, dim = residual.shape
         if num_items < self.codebook_size:

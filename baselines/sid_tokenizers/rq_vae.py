@@ -3,7 +3,10 @@
 Training: Adam on shuffled mini-batches with a cosine learning-rate decay; k-means
 initialisation of every level's codebook (faiss, on the residuals of an initial sample of
 latents); dead-code restarts at the end of every epoch (codes no item chose during the epoch are
-re-seeded from random residuals of that level in the last batch).
+re-seeded from random residuals of that level in the last batch). The epochs are the units of
+:func:`mmq.training.run_training`: given a ``checkpoint_directory``, ``state.pt`` (model, optimiser,
+batch-order generator, every RNG state) is written after every epoch, and a killed fit restarted on
+the same folder resumes to the same semantic IDs as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ import logging
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from mmq.semantic_ids.base import (
     load_torch_state,
@@ -27,6 +30,7 @@ from mmq.semantic_ids.base import (
     validate_embeddings,
     write_tokenizer_json,
 )
+from mmq.training import LoopSettings, TrainingTask, has_saved_state, run_training
 from baselines.sid_tokenizers.rq_vae_model import RQVAE
 
 logger = logging.getLogger(__name__)
@@ -124,8 +128,13 @@ class RQVAETokenizer:
             ema_decay=self.ema_decay,
         )
 
-    def fit(self, embeddings: np.ndarray, *, seed: int = 0) -> "RQVAETokenizer":
-        """Train encoder, codebooks and decoder; same seed and data give the same SIDs."""
+    def fit(self, embeddings: np.ndarray, *, seed: int = 0,
+            checkpoint_directory: Path | None = None) -> "RQVAETokenizer":
+        """Train encoder, codebooks and decoder; same seed and data give the same SIDs.
+
+        ``checkpoint_directory``: where ``state.pt`` goes after every epoch; a fit killed and restarted
+        on the same folder resumes to the same SIDs (None: in memory).
+        """
         data = torch.from_numpy(validate_embeddings(embeddings))
         num_items, self.dim = data.shape
         if num_items < self.codebook_size:
@@ -135,42 +144,18 @@ class RQVAETokenizer:
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         model = self._build_model(self.dim)
-        if self.kmeans_init:
+        if self.kmeans_init and not has_saved_state(checkpoint_directory):  # a resumed fit loads its codebooks
             sample = data[torch.randperm(num_items, generator=generator)[: self.kmeans_init_samples]]
             self._kmeans_initialise(model, sample, seed)
         optimizer = torch.optim.Adam(
             model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
         )
-        batch_size = min(self.batch_size, num_items)
-        steps_per_epoch = max(1, num_items // batch_size)  # drop the ragged last batch
-        restart_stop = int(self.restart_until * self.num_steps)
-        usage = torch.zeros(self.num_levels, self.codebook_size, dtype=torch.int64)
-        epoch_losses: dict[str, float] = {}
-        self.training_log = []
-        model.train()
-        bar = tqdm(range(self.num_steps), desc="rq_vae", disable=not self.progress, mininterval=2)
-        for step in bar:
-            position = step % steps_per_epoch
-            if position == 0:
-                permutation = torch.randperm(num_items, generator=generator)
-            batch = data[permutation[position * batch_size : (position + 1) * batch_size]]
-            for group in optimizer.param_groups:
-                group["lr"] = self._learning_rate(step)
-            output = model(batch)
-            optimizer.zero_grad(set_to_none=True)
-            output.losses["total"].backward()
-            optimizer.step()
-            usage += _code_counts(output.codes, self.codebook_size)
-            for name, value in output.losses.items():
-                epoch_losses[name] = epoch_losses.get(name, 0.0) + value.detach().item() / steps_per_epoch
-            if position == steps_per_epoch - 1:  # epoch end
-                restarted = 0
-                if self.dead_code_restarts and step < restart_stop:
-                    restarted = self._restart_dead_codes(model, batch, usage, generator)
-                self.training_log.append({"step": step + 1, **epoch_losses, "restarted": restarted})
-                bar.set_postfix(loss=f"{epoch_losses['total']:.4f}", restarted=restarted)
-                usage.zero_()
-                epoch_losses = {}
+        task = RQVAETrainingTask(self, model, optimizer, data, generator)
+        settings = LoopSettings(
+            max_units=math.ceil(self.num_steps / task.steps_per_epoch), unit="epoch", description="rq_vae"
+        )
+        history = run_training(task, settings, checkpoint_directory, seed=seed, progress=self.progress).history
+        self.training_log = history[: self.num_steps // task.steps_per_epoch]  # complete epochs only
         model.eval()
         self.model = model
         if self.training_log:
@@ -265,6 +250,66 @@ class RQVAETokenizer:
         model.load_state_dict(load_torch_state(Path(directory) / "model.pt"))
         tokenizer.model = model.eval()
         return tokenizer
+
+
+class RQVAETrainingTask(TrainingTask):
+    """RQ-VAE training in data epochs (the loop's units): each ends with a log entry and dead-code restarts.
+
+    The last unit may be a ragged epoch (``num_steps`` not a multiple of the epoch): its steps train,
+    but it restarts nothing and its record is not part of the tokenizer's ``training_log``.
+    """
+
+    def __init__(self, tokenizer: RQVAETokenizer, model: RQVAE, optimizer: torch.optim.Optimizer,
+                 data: torch.Tensor, generator: torch.Generator) -> None:
+        self.tokenizer, self.model, self.optimizer, self.data = tokenizer, model, optimizer, data
+        self.generator = generator  # kmeans sample, batch order and restart rows, carried across epochs
+        self.num_items = data.shape[0]
+        self.batch_size = min(tokenizer.batch_size, self.num_items)
+        self.steps_per_epoch = max(1, self.num_items // self.batch_size)  # drop the ragged last batch
+        self.restart_stop = int(tokenizer.restart_until * tokenizer.num_steps)
+
+    def train_unit(self, index: int) -> dict[str, Any]:
+        """Steps ``[index * steps_per_epoch, ...)`` on one permutation; mean losses and codes restarted."""
+        tokenizer, model, optimizer = self.tokenizer, self.model, self.optimizer
+        first = index * self.steps_per_epoch
+        last = min(first + self.steps_per_epoch, tokenizer.num_steps)
+        usage = torch.zeros(tokenizer.num_levels, tokenizer.codebook_size, dtype=torch.int64)
+        epoch_losses: dict[str, float] = {}
+        model.train()
+        permutation = torch.randperm(self.num_items, generator=self.generator)
+        for step in range(first, last):
+            position = step - first
+            batch = self.data[permutation[position * self.batch_size : (position + 1) * self.batch_size]]
+            for group in optimizer.param_groups:
+                group["lr"] = tokenizer._learning_rate(step)
+            output = model(batch)
+            optimizer.zero_grad(set_to_none=True)
+            output.losses["total"].backward()
+            optimizer.step()
+            usage += _code_counts(output.codes, tokenizer.codebook_size)
+            for name, value in output.losses.items():
+                epoch_losses[name] = epoch_losses.get(name, 0.0) + value.detach().item() / self.steps_per_epoch
+        restarted = 0
+        if last - first == self.steps_per_epoch and tokenizer.dead_code_restarts and last - 1 < self.restart_stop:
+            restarted = tokenizer._restart_dead_codes(model, batch, usage, self.generator)
+        return {"step": last, **epoch_losses, "restarted": restarted}
+
+    def unit_record(self, number: int, fields: dict[str, Any], seconds: float) -> dict[str, Any]:
+        """The epoch's entry as it is (its ``step`` already says where it ends)."""
+        return fields
+
+    def checkpointed(self) -> dict[str, Any]:
+        """Model (EMA codebook buffers included) and optimiser."""
+        return {"model": self.model, "optimizer": self.optimizer}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpointed parts and the batch-order generator."""
+        return {**super().state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        super().load_state_dict(state)
+        self.generator.set_state(state["generator"])
 
 
 def _code_counts(codes: torch.Tensor, codebook_size: int) -> torch.Tensor:

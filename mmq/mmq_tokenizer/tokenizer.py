@@ -60,8 +60,13 @@ class MMQTokenizer(ModalityInputs):
     def _tensors(self, embeddings: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
         return {name: torch.from_numpy(array) for name, array in self.prepare(embeddings).items()}
 
-    def fit(self, embeddings: Mapping[str, np.ndarray], *, seed: int = 0) -> "MMQTokenizer":
-        """Train experts, gates, codebooks and decoders; same seed and data give the same SIDs."""
+    def fit(self, embeddings: Mapping[str, np.ndarray], *, seed: int = 0,
+            checkpoint_directory: Path | None = None) -> "MMQTokenizer":
+        """Train experts, gates, codebooks and decoders; same seed and data give the same SIDs.
+
+        ``checkpoint_directory``: where stage 1 writes ``state.pt`` after every window; a fit killed
+        and restarted on the same folder resumes to the same SIDs (None: in memory).
+        """
         self.dims = None
         data = self._tensors(embeddings)
         num_items = next(iter(data.values())).shape[0]
@@ -71,7 +76,7 @@ class MMQTokenizer(ModalityInputs):
         torch.manual_seed(seed)
         started = time.perf_counter()
         model = MMQModel(config=self.config, input_dims={name: tensor.shape[1] for name, tensor in data.items()})
-        self.training_log = train_stage1(model, data, self.config, seed)
+        self.training_log = train_stage1(model, data, self.config, seed, directory=checkpoint_directory)
         self.fit_seconds = time.perf_counter() - started
         self.model = model
         self.dims = dict(model.input_dims)

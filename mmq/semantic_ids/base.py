@@ -33,8 +33,16 @@ class Tokenizer(Protocol):
     def codebook_sizes(self) -> tuple[int, ...]:
         """Codebook size of each code position (length ``code_length``)."""
 
-    def fit(self, embeddings: Any, *, seed: int = 0) -> "Tokenizer":
-        """Learn codebooks from ``embeddings``; returns ``self``."""
+    def fit(self, embeddings: Any, *, seed: int = 0, checkpoint_directory: Path | None = None) -> "Tokenizer":
+        """Learn codebooks from ``embeddings``; returns ``self``.
+
+        ``checkpoint_directory``: where a tokenizer trained by gradient steps (MMQ, RQ-VAE) keeps its
+        resumable training state (``state.pt``, through :func:`mmq.training.run_training`); a fit killed
+        and restarted on the same folder with the same seed, settings and data gives the same codes as
+        an uninterrupted one. A state of another seed is refused, so a caller keys the folder by seed,
+        settings and data (:func:`mmq.semantic_ids.fitting.fit_and_save_semantic_ids` does). Tokenizers
+        without steps (RQ-KMeans, OPQ) accept and ignore it; None trains in memory.
+        """
 
     def encode(self, embeddings: Any) -> np.ndarray:
         """Semantic IDs, int64 ``[num_items, code_length]``."""
