@@ -187,13 +187,12 @@ def is_usable(config_path: str | Path, seed: int) -> bool:
     return (directory / "DONE").exists() and all((directory / name).exists() for name in kind.artifacts(config))
 
 
-def missing_runs(config_path: str | Path, seed: int, *, consumed: bool = False) -> list[tuple[Path, int, float]]:
-    """``(config, seed, estimated minutes)`` of this run and every upstream run to build, upstream first.
-
-    An upstream run counts as missing when it is not done or its artifacts are absent (``consumed``).
-    """
+def missing_runs(config_path: str | Path, seed: int, *, consumed: bool = False,
+                 include_self: bool = False) -> list[tuple[Path, int, float]]:
+    """``(config, seed, estimated minutes)`` of this run (if not finished, or ``include_self``) and of every
+    upstream run to build first (not finished, or its artifacts absent), upstream first."""
     path = resolve_path(config_path)
-    if is_usable(path, seed) if consumed else is_done(path, seed):
+    if not include_self and (is_usable(path, seed) if consumed else is_done(path, seed)):
         return []
     kind, config = load_experiment(path)
     plan: list[tuple[Path, int, float]] = []
@@ -206,8 +205,12 @@ def missing_runs(config_path: str | Path, seed: int, *, consumed: bool = False) 
 
 def describe_plan(plan: list[tuple[Path, int, float]]) -> str:
     """One line per missing run with its rough time, and the total."""
-    lines = [f"  {_relative(path)} seed {seed}: ~{minutes:.0f} min" for path, seed, minutes in plan]
-    return "\n".join(lines + [f"  total ~{sum(minutes for *_, minutes in plan):.0f} min on 2 cores"])
+    lines = [f"  {_relative(path)} seed {seed}: {_duration(minutes)}" for path, seed, minutes in plan]
+    return "\n".join(lines + [f"  total {_duration(sum(minutes for *_, minutes in plan))} on 2 cores"])
+
+
+def _duration(minutes: float) -> str:
+    return f"~{minutes * 60:.0f} s" if minutes < 1 else f"~{minutes:.0f} min"
 
 
 def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, progress: bool = True,
@@ -232,7 +235,7 @@ def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, prog
         if not force and _reusable(path, seed, consumed):
             return _finished_report(directory)
         force = force or (directory / "DONE").exists()  # a rebuild replaces the old run only once finished
-        plan = missing_runs(path, seed, consumed=consumed) or [(path, seed, _estimated_minutes(path, kind))]
+        plan = missing_runs(path, seed, consumed=consumed, include_self=True)
         if no_train:
             raise MissingRunsError(f"{_relative(path)} seed {seed} needs runs that are not finished "
                                    f"(--no-train):\n{describe_plan(plan)}")
@@ -289,11 +292,25 @@ def _current_fingerprint(key: str) -> str | None:
 
 
 def _estimated_minutes(path: Path, kind: ExperimentKind) -> float:
-    """Mean wall time of this experiment's finished runs (any identity, any seed), else the kind's typical time."""
-    times = [artifacts.read_json(report).get("wall_time_s", 0.0) / 60.0
-             for report in checkpoints_root().glob(f"{experiment_name(path)}-*/seed*/report.json")]
+    """Mean time of this experiment's finished runs (any identity, any seed), else the kind's typical time.
+
+    A run's time is the larger of its wall time (its last session only, when it was resumed) and the
+    training seconds its metrics add up over all sessions.
+    """
+    times = []
+    for report_path in checkpoints_root().glob(f"{experiment_name(path)}-*/seed*/report.json"):
+        report = artifacts.read_json(report_path)
+        times.append(max(report.get("wall_time_s", 0.0), _train_seconds(report.get("metrics", {}))) / 60.0)
     times = [value for value in times if value > 0]
     return sum(times) / len(times) if times else kind.typical_minutes
+
+
+def _train_seconds(metrics: Any) -> float:
+    """Sum of every ``train_seconds`` in a report's metrics (nested stages included)."""
+    if isinstance(metrics, Mapping):
+        return sum(float(value) if key == "train_seconds" and isinstance(value, (int, float)) else _train_seconds(value)
+                   for key, value in metrics.items())
+    return 0.0
 
 
 def _relative(path: Path) -> Path:
