@@ -180,3 +180,11 @@ def collect(rows: Sequence[tuple[str, str]], seeds: Sequence[int], *, no_train: 
 def missing_note(missing: Sequence[str]) -> list[str]:
     """The note naming the runs left out (none when nothing is missing)."""
     return ["Missing runs (left out): " + "; ".join(missing) + "."] if missing else []
+
+
+def output_name(base: str, dataset: str, default_dataset: str, name: str | None = None) -> str:
+    """The file name of a table: ``base`` for its default dataset, ``<base>_<dataset>`` for any other
+    (so a script pointed at another dataset never overwrites the committed table), or ``name`` if given."""
+    if name:
+        return name
+    return base if dataset == default_dataset else f"{base}_{dataset}"

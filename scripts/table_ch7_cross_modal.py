@@ -23,7 +23,7 @@ from mmq.cli import setup
 from mmq.data import load_dataset
 from mmq.image_tower.experiment import ImageTowerExperimentConfig
 from mmq.image_tower.figures import query_grid
-from mmq.tables import is_default_output, tables_dir, write_readme_block, write_table
+from mmq.tables import is_default_output, output_name, tables_dir, write_readme_block, write_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,9 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rerun the retrieval evaluation")
     parser.add_argument("--no-figures", action="store_true")
     parser.add_argument("--output-dir", type=Path, default=None, help="default: paper_tables/")
+    parser.add_argument("--name", default=None, help=f"output file name (default: {TABLE}, or {TABLE}_<dataset> "
+                        "when the retrieval config names another dataset than movielens)")
     arguments = parser.parse_args(argv)
     setup()
     _, tower_config = registry.load_experiment(arguments.tower_config)
+    name = output_name(TABLE, registry.load_experiment(arguments.retrieval_config)[1].dataset, "movielens",
+                       arguments.name)
     try:  # the image tower (~23 min) is trained by `scripts/run.py`, never implicitly by the table
         tower_reports = [registry.run_or_load(arguments.tower_config, seed, no_train=True) for seed in arguments.seeds]
     except registry.MissingRunsError as error:
@@ -47,26 +51,27 @@ def main(argv: list[str] | None = None) -> int:
                          for seed in arguments.seeds]
     output = arguments.output_dir or tables_dir()
     tower_directory = registry.run_directory(arguments.tower_config, arguments.seeds[0])
-    figures = [] if arguments.no_figures else _figures(tower_config, tower_directory, arguments.seeds[0], output)
+    figures = [] if arguments.no_figures else _figures(tower_config, tower_directory, arguments.seeds[0], output, name)
     rows = tower_rows(tower_reports) + next_item_rows(retrieval_reports)
     commands = [f"python scripts/run.py {arguments.tower_config}",
                 "python scripts/table_ch7_cross_modal.py"]
     markdown = render_markdown(tower_reports, retrieval_reports, rows, commands, figures)
-    csv_path, markdown_path = write_table(TABLE, rows, markdown, output)
-    if is_default_output(arguments.output_dir):
+    csv_path, markdown_path = write_table(name, rows, markdown, output)
+    if is_default_output(arguments.output_dir) and name == TABLE:
         write_readme_block(TABLE, readme_grid(rows))
     print(markdown)
-    print(f"\nwrote {markdown_path}, {csv_path}" + "".join(f", {output / name}" for name in figures))
+    print(f"\nwrote {markdown_path}, {csv_path}" + "".join(f", {output / figure}" for figure in figures))
     return 0
 
 
-def _figures(config: ImageTowerExperimentConfig, tower_directory: Path, seed: int, output: Path) -> list[str]:
+def _figures(config: ImageTowerExperimentConfig, tower_directory: Path, seed: int, output: Path,
+             table: str) -> list[str]:
     """Query grids for 6 held-out items per stage (skipped when the weights are not on this machine)."""
     names = []
     for stage_name in config.stages:
         stage = getattr(config, stage_name)
         stage_dir = tower_directory / stage_name
-        name = f"{TABLE}_{stage_name}_queries.png"
+        name = f"{table}_{stage_name}_queries.png"
         if not (stage_dir / "best.pt").exists() or not (stage_dir / "test_items.npy").exists():
             if (output / name).exists():  # a clone without weights keeps the committed figure
                 names.append(name)

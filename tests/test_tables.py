@@ -46,3 +46,11 @@ def test_golden_csv_and_markdown(tmp_path):
 def test_format_value_handles_missing():
     assert format_value(float("nan")) == "-"
     assert format_value(0.123456, digits=3) == "0.123"
+
+
+def test_a_table_for_another_dataset_never_overwrites_the_committed_one():
+    from mmq.tables import output_name
+
+    assert output_name("ch1_dense_retrieval", "beauty", "beauty") == "ch1_dense_retrieval"
+    assert output_name("ch1_dense_retrieval", "toys", "beauty") == "ch1_dense_retrieval_toys"
+    assert output_name("ch1_dense_retrieval", "toys", "beauty", name="mine") == "mine"
