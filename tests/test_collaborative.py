@@ -82,3 +82,23 @@ def test_cached_and_deterministic(isolated_dirs):
     np.testing.assert_array_equal(item_collaborative_embeddings(dataset, CONFIG).embeddings, first.embeddings)
     recomputed = collaborative_embeddings([np.array(s[:-2]) for s in SEQUENCES.values()], 12, CONFIG)
     np.testing.assert_array_equal(recomputed.embeddings, first.embeddings)
+
+
+def test_cache_is_keyed_by_training_content(isolated_dirs, monkeypatch):
+    """Edited training interactions (same item ids, same name) recompute; an identical rebuild is a cache hit."""
+    from mmq.features import collaborative
+
+    calls = []
+    real = collaborative.collaborative_embeddings
+
+    def counting(*arguments, **keywords):
+        calls.append(1)
+        return real(*arguments, **keywords)
+
+    monkeypatch.setattr(collaborative, "collaborative_embeddings", counting)
+    first = item_collaborative_embeddings(dataset_from(SEQUENCES), CONFIG)
+    item_collaborative_embeddings(dataset_from(dict(SEQUENCES)), CONFIG)
+    assert len(calls) == 1
+    edited = dict(SEQUENCES, u2=[4, 5, 8, 7, 0, 1])  # one training item replaced
+    second = item_collaborative_embeddings(dataset_from(edited), CONFIG)
+    assert len(calls) == 2 and not np.array_equal(first.embeddings, second.embeddings)

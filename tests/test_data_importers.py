@@ -1,7 +1,8 @@
 """Tests for the data importers (P5, Office JSON, raw Amazon 2014, MovieLens, Myntra) and the
 ``load_dataset`` registry + parquet cache. All inputs are tiny hand-written files: the raw Amazon
 ones are committed under ``tests/fixtures/amazon14_raw`` (see its README), the others are written
-into ``tmp_path`` by the tests."""
+into ``tmp_path`` by the tests. Dataset YAMLs: tests/test_datasets_by_config.py; published
+statistics and corrupt files: tests/test_data_trust.py."""
 
 from __future__ import annotations
 

@@ -203,6 +203,7 @@ def test_end_to_end_tiny_myntra_through_the_script(tmp_path, isolated_dirs, monk
         for index in range(48):
             archive.writestr(f"{index}.jpg", _jpeg(COLOURS[index % 4]) if index != 5 else b"broken")
     monkeypatch.setenv("MMQ_DATA_DIR", str(root))
+    monkeypatch.setenv("MMQ_ALLOW_DATA_MISMATCH", "1")  # a 48-product fake under the shipped name "myntra"
     config = tmp_path / "tiny.yaml"
     config.write_text("kind: image_tower\ntower: {embed_dim: 16, image_size: 32, width: 8}\n"
                       "myntra: {valid_size: 10, test_size: 12, epochs: 1, batch_size: 16, warmup_steps: 1}\n"

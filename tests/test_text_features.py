@@ -82,3 +82,52 @@ def test_offline_minilm_encodes_meaningfully():
     assert embeddings.shape == (3, 384) and embeddings.dtype == np.float32
     assert np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
     assert embeddings[0] @ embeddings[1] > embeddings[0] @ embeddings[2] + 0.2
+
+
+def _content_encoder(calls):
+    """A fake encoder whose vectors depend on the text (so stale embeddings would be visible)."""
+    def fake_encode(texts, config, **_):
+        calls.append(list(texts))
+        return np.array([[len(text), sum(map(ord, text)) % 97, config.max_seq_length, 1.0] for text in texts],
+                        dtype=np.float32)
+    return fake_encode
+
+
+def test_cache_is_keyed_by_the_item_texts(isolated_dirs, monkeypatch):
+    """200 edited titles (same item ids, same dataset name) give new embeddings; unchanged text is a hit."""
+    calls = []
+    monkeypatch.setattr(text_features, "encode_texts", _content_encoder(calls))
+    titles = [f"product {index}" for index in range(300)]
+    config = TextFeatureConfig(recipe=("title",))
+    first = item_text_embeddings(tiny_dataset(titles, [""] * 300), config, progress=False)
+    unchanged = item_text_embeddings(tiny_dataset(list(titles), [""] * 300), config, progress=False)
+    assert len(calls) == 1 and np.array_equal(first, unchanged)  # a fresh but identical dataset: cache hit
+    edited = [f"{title} (new edition)" if index < 200 else title for index, title in enumerate(titles)]
+    second = item_text_embeddings(tiny_dataset(edited, [""] * 300), config, progress=False)
+    assert len(calls) == 2 and calls[-1][0] == "product 0 (new edition)"
+    assert not np.array_equal(first[:200], second[:200]) and np.array_equal(first[200:], second[200:])
+    # a field outside the recipe does not change the texts: cache hit
+    item_text_embeddings(tiny_dataset(edited, ["Acme"] * 300), config, progress=False)
+    assert len(calls) == 2
+
+
+def test_cache_key_covers_encoding_settings_not_batch_size(isolated_dirs, monkeypatch):
+    calls = []
+    monkeypatch.setattr(text_features, "encode_texts", _content_encoder(calls))
+    dataset = tiny_dataset()
+    base = TextFeatureConfig(recipe=("title", "brand"))
+    item_text_embeddings(dataset, base, progress=False)
+    item_text_embeddings(dataset, TextFeatureConfig(recipe=("title", "brand"), batch_size=7), progress=False)
+    assert len(calls) == 1  # batch size does not change the vectors
+    for changed in (TextFeatureConfig(recipe=("title", "brand"), max_seq_length=64),
+                    TextFeatureConfig(recipe=("title", "brand"), normalize=False),
+                    TextFeatureConfig(recipe=("title", "brand"), encoder="another/encoder"),
+                    TextFeatureConfig(recipe=("title", "brand"), label_fields=False)):  # other texts
+        item_text_embeddings(dataset, changed, progress=False)
+    assert len(calls) == 5
+    assert calls[-1] == ["Red lipstick. Acme", "Acme", "Blue shampoo"]
+
+
+def test_texts_sha256_sees_boundaries():
+    assert text_features.texts_sha256(["ab", "c"]) != text_features.texts_sha256(["a", "bc"])
+    assert text_features.texts_sha256(["x"]) == text_features.texts_sha256(["x"])

@@ -2,23 +2,33 @@
 
 Item text fields: title (year stripped), year, genres, tags (users' tags, most frequent first),
 director, actors, plot_keywords. Image: ``movielens/posters.zip:<movieId>.jpg``.
+
+Every file is a parameter of :func:`load_movielens_files`, so any folder in the MovieLens CSV format
+(ml-latest, ml-25m, ...) loads through a dataset YAML with ``format: movielens``; tags, links, the
+IMDB table and the posters are optional there. A CSV that a strict parser cannot read (an unclosed
+quote) or that is not UTF-8 is an error naming the file and line; rows with a bad id or an extra
+field are counted in the import report.
 """
 
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mmq.data.paths import data_dir, require_file
+from mmq.data.paths import require_file, resolve_data_path
+from mmq.data.reading import check_csv, open_zip
 from mmq.data.schema import DataFormatError, ImportReport, InteractionDataset, build_dataset
 
 MOVIELENS_TEXT_FIELDS = ("title", "year", "genres", "tags", "director", "actors", "plot_keywords")
 YEAR_PATTERN = re.compile(r"^(?P<title>.*?)\s*\((?P<year>\d{4})(?:[-–]\d{0,4})?\)\s*$")
 MAX_TAGS = 10
+MOVIELENS_FOLDER = "movielens/ml-latest-small"
+IMDB_FILE = "movielens/imdb5000_movie_metadata.csv"
+POSTERS_FILE = "movielens/posters.zip"
+IMDB_COLUMNS = ("director_name", "actor_1_name", "actor_2_name", "actor_3_name", "plot_keywords", "movie_imdb_link")
 
 
 def split_title_year(raw_title: str) -> tuple[str, str]:
@@ -34,6 +44,7 @@ def _read_csv(path: Path, columns: list[str], report: ImportReport, numeric: lis
         report.add(f"malformed_rows_{path.name}", example=",".join(fields))
         return None  # drop the row (it is counted)
 
+    check_csv(path)  # an unclosed quote would otherwise swallow the rest of the file as one bad row
     frame = pd.read_csv(path, dtype=str, keep_default_na=False, on_bad_lines=count_bad_line, engine="python")
     missing = sorted(set(columns) - set(frame.columns))
     if missing:
@@ -48,12 +59,27 @@ def _read_csv(path: Path, columns: list[str], report: ImportReport, numeric: lis
     return frame.loc[~bad].reset_index(drop=True)
 
 
-def _imdb_metadata(root: Path | None, links: pd.DataFrame, report: ImportReport) -> pd.DataFrame:
-    path = (data_dir() if root is None else Path(root)) / "movielens/imdb5000_movie_metadata.csv"
-    if not path.is_file():
-        report.add("imdb_metadata_missing")
+def _tag_text(movies: pd.DataFrame, tags: pd.DataFrame) -> pd.Series:
+    """Per movie: its users' tags, lower-cased, most frequent first (at most ``MAX_TAGS``)."""
+    tags["tag"] = tags["tag"].str.strip().str.lower()
+    tag_counts = tags[tags["tag"] != ""].groupby(["movieId", "tag"]).size().reset_index(name="count")
+    if tag_counts.empty:
+        return pd.Series("", index=movies.index)
+    tag_counts = tag_counts.sort_values(["movieId", "count", "tag"], ascending=[True, False, True])
+    tag_text = tag_counts.groupby("movieId")["tag"].apply(lambda values: ", ".join(values.head(MAX_TAGS)))
+    return movies["movieId"].map(tag_text).fillna("")
+
+
+def _imdb_metadata(path: Path | None, links: pd.DataFrame, report: ImportReport) -> pd.DataFrame:
+    if path is None or not path.is_file():
+        if path is not None:
+            report.add("imdb_metadata_missing")
         return pd.DataFrame(columns=["movieId", "director", "actors", "plot_keywords"])
+    check_csv(path)
     imdb = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = sorted(set(IMDB_COLUMNS) - set(imdb.columns))
+    if missing:
+        raise DataFormatError(f"{path}: missing columns {missing} of the IMDB-5000 table")
     imdb["imdbId"] = imdb["movie_imdb_link"].str.extract(r"tt(\d+)", expand=False)
     imdb = imdb.dropna(subset=["imdbId"]).drop_duplicates("imdbId")
     imdb["imdbId"] = imdb["imdbId"].astype(int)
@@ -67,46 +93,63 @@ def _imdb_metadata(root: Path | None, links: pd.DataFrame, report: ImportReport)
 
 def load_movielens(root: Path | None = None, *, require_image: bool = True) -> InteractionDataset:
     """Load ratings (user, movie, rating, timestamp) and movie text + poster references."""
-    report = ImportReport(dataset="movielens")
-    base = "movielens/ml-latest-small"
-    ratings = _read_csv(require_file(f"{base}/ratings.csv", root), ["userId", "movieId", "rating", "timestamp"],
-                        report, numeric=["movieId", "rating", "timestamp"])
-    movies = _read_csv(require_file(f"{base}/movies.csv", root), ["movieId", "title", "genres"], report,
-                       numeric=["movieId"])
-    tags = _read_csv(require_file(f"{base}/tags.csv", root), ["userId", "movieId", "tag", "timestamp"], report,
-                     numeric=["movieId"])
-    links = _read_csv(require_file(f"{base}/links.csv", root), ["movieId", "imdbId"], report,
-                      numeric=["movieId", "imdbId"])
-    posters_path = require_file("movielens/posters.zip", root)
-    with zipfile.ZipFile(posters_path) as archive:
-        posters = {Path(name).stem for name in archive.namelist() if name.lower().endswith(".jpg")}
+    folder = MOVIELENS_FOLDER
+    return load_movielens_files("movielens", ratings=f"{folder}/ratings.csv", movies=f"{folder}/movies.csv",
+                                tags=f"{folder}/tags.csv", links=f"{folder}/links.csv", imdb=IMDB_FILE,
+                                posters=POSTERS_FILE, require_image=require_image, root=root)
 
-    movies["movieId"] = movies["movieId"].astype(int)
-    split = movies["title"].map(split_title_year)
-    movies["title"] = split.str[0]
-    movies["year"] = split.str[1]
-    movies["genres"] = movies["genres"].replace("(no genres listed)", "").str.replace("|", ", ", regex=False)
-    tags["tag"] = tags["tag"].str.strip().str.lower()
-    tag_counts = tags[tags["tag"] != ""].groupby(["movieId", "tag"]).size().reset_index(name="count")
-    tag_counts = tag_counts.sort_values(["movieId", "count", "tag"], ascending=[True, False, True])
-    tag_text = tag_counts.groupby("movieId")["tag"].apply(lambda values: ", ".join(values.head(MAX_TAGS)))
-    movies["tags"] = movies["movieId"].map(tag_text).fillna("")
-    links["movieId"] = links["movieId"].astype(int)
-    links["imdbId"] = links["imdbId"].astype(int)
-    movies = movies.merge(_imdb_metadata(root, links, report), on="movieId", how="left")
-    movies["item_id"] = movies["movieId"].astype(str)
-    has_poster = movies["item_id"].isin(posters)
-    movies["image"] = np.where(has_poster, "movielens/posters.zip:" + movies["item_id"] + ".jpg", "")
-    report.add("movies_without_poster", int((~has_poster).sum()))
+
+def load_movielens_files(name: str, *, ratings: str, movies: str, tags: str | None = None, links: str | None = None,
+                         imdb: str | None = None, posters: str | None = None, require_image: bool = False,
+                         root: Path | None = None) -> InteractionDataset:
+    """Load a MovieLens-format folder; ``imdb`` may be absent on disk (counted), the others must exist."""
+    if require_image and posters is None:
+        raise ValueError(f"{name}: require_image needs a posters archive")
+    if imdb is not None and links is None:
+        raise ValueError(f"{name}: the IMDB table joins through links.csv; give links too")
+    report = ImportReport(dataset=name)
+    ratings_path, movies_path = require_file(ratings, root), require_file(movies, root)
+    rating_table = _read_csv(ratings_path, ["userId", "movieId", "rating", "timestamp"], report,
+                             numeric=["movieId", "rating", "timestamp"])
+    movie_table = _read_csv(movies_path, ["movieId", "title", "genres"], report, numeric=["movieId"])
+    tag_table = None
+    if tags is not None:
+        tag_table = _read_csv(require_file(tags, root), ["userId", "movieId", "tag", "timestamp"], report,
+                              numeric=["movieId"])
+    link_table = None
+    if links is not None:
+        link_table = _read_csv(require_file(links, root), ["movieId", "imdbId"], report,
+                               numeric=["movieId", "imdbId"])
+    poster_ids: set[str] = set()
+    if posters is not None:
+        with open_zip(require_file(posters, root)) as archive:
+            poster_ids = {Path(member).stem for member in archive.namelist() if member.lower().endswith(".jpg")}
+    movie_table["movieId"] = movie_table["movieId"].astype(int)
+    split = movie_table["title"].map(split_title_year)
+    movie_table["title"] = split.str[0]
+    movie_table["year"] = split.str[1]
+    genres = movie_table["genres"].replace("(no genres listed)", "")
+    movie_table["genres"] = genres.str.replace("|", ", ", regex=False)
+    movie_table["tags"] = _tag_text(movie_table, tag_table) if tag_table is not None else ""
+    if link_table is not None:
+        link_table["movieId"] = link_table["movieId"].astype(int)
+        link_table["imdbId"] = link_table["imdbId"].astype(int)
+    imdb_path = None if imdb is None else resolve_data_path(imdb, root)
+    movie_table = movie_table.merge(_imdb_metadata(imdb_path, link_table, report), on="movieId", how="left")
+    movie_table["item_id"] = movie_table["movieId"].astype(str)
+    has_poster = movie_table["item_id"].isin(poster_ids)
+    movie_table["image"] = np.where(has_poster, f"{posters}:" + movie_table["item_id"] + ".jpg", "")
+    if posters is not None:
+        report.add("movies_without_poster", int((~has_poster).sum()))
     if require_image:
-        movies = movies.loc[has_poster]
-    report.add("movies_with_imdb_metadata", int(movies["director"].fillna("").ne("").sum()))
-    items = movies[["item_id", *MOVIELENS_TEXT_FIELDS, "image"]].reset_index(drop=True)
-    user_ids = ratings["userId"].astype(str).to_numpy()
-    item_ids = ratings["movieId"].astype(int).astype(str).to_numpy()
-    dataset = build_dataset("movielens", items, user_ids, item_ids, report=report,
-                            text_fields=MOVIELENS_TEXT_FIELDS, timestamps=ratings["timestamp"].to_numpy(),
-                            ratings=ratings["rating"].to_numpy())
+        movie_table = movie_table.loc[has_poster]
+    report.add("movies_with_imdb_metadata", int(movie_table["director"].fillna("").ne("").sum()))
+    items = movie_table[["item_id", *MOVIELENS_TEXT_FIELDS, "image"]].reset_index(drop=True)
+    user_ids = rating_table["userId"].astype(str).to_numpy()
+    item_ids = rating_table["movieId"].astype(int).astype(str).to_numpy()
+    dataset = build_dataset(name, items, user_ids, item_ids, report=report,
+                            text_fields=MOVIELENS_TEXT_FIELDS, timestamps=rating_table["timestamp"].to_numpy(),
+                            ratings=rating_table["rating"].to_numpy())
     rated = np.zeros(dataset.num_items, dtype=bool)
     rated[dataset.interactions["item_index"].to_numpy()] = True
     report.add("items_without_ratings", int((~rated).sum()))

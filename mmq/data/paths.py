@@ -1,4 +1,8 @@
-"""Where the data lives: ``MMQ_DATA_DIR`` (default ``./data``) and ``MMQ_CACHE_DIR`` (``./cache``)."""
+"""Where the data lives: ``MMQ_DATA_DIR`` (default ``./data``) and ``MMQ_CACHE_DIR`` (``./cache``).
+
+A data file is named relative to the data directory (``amazon14/beauty/user_sequence.txt``) or by an
+absolute path (a user's own dataset outside it); both resolve through :func:`resolve_data_path`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ HOW_TO_GET = {
     "amazon14": (
         "Offline copies ship with the project's shared data (set MMQ_DATA_DIR to that folder). "
         "Online: `python scripts/download_data.py --dataset amazon` fetches the public Amazon 2014 "
-        "5-core reviews + metadata (raw format, loaded with source='raw')."
+        "5-core reviews + metadata (raw format, loaded with load_dataset('<category>_raw'))."
     ),
     "amazon14_raw": "Run `python scripts/download_data.py --dataset amazon` (needs internet).",
     "movielens": (
@@ -38,15 +42,24 @@ def cache_dir() -> Path:
     return Path(os.environ.get("MMQ_CACHE_DIR", "cache")).expanduser()
 
 
-def require_file(relative: str, root: Path | None = None) -> Path:
-    """Return ``root/relative`` or raise ``MissingDataError`` naming the file and how to get it."""
+def resolve_data_path(relative: str | Path, root: Path | None = None) -> Path:
+    """``root/relative`` (root: the data directory), or ``relative`` itself when it is absolute."""
     root = data_dir() if root is None else Path(root)
-    path = root / relative
+    return root / Path(relative).expanduser()
+
+
+def require_file(relative: str | Path, root: Path | None = None, *, named_in: str | None = None) -> Path:
+    """Return the resolved path or raise ``MissingDataError`` naming the file and how to get it.
+
+    ``named_in`` (e.g. ``"datasets/beauty.yaml (paths.sequences)"``) says where the path was written.
+    """
+    path = resolve_data_path(relative, root)
     if not path.is_file():
-        top = Path(relative).parts[0]
-        hint = HOW_TO_GET.get(top, "See README.md, section Data.")
+        top = Path(relative).parts[0] if Path(relative).parts else ""
+        hint = HOW_TO_GET.get(top, "See README.md, section Extend / Add your own dataset.")
+        source = f" The path is given in {named_in}." if named_in else ""
         raise MissingDataError(
-            f"missing data file {relative!r} (looked in {path.resolve()}; data directory from "
-            f"MMQ_DATA_DIR={os.environ.get('MMQ_DATA_DIR', '<unset, default ./data>')}). {hint}"
+            f"missing data file {str(relative)!r} (looked in {path.resolve()}; data directory from "
+            f"MMQ_DATA_DIR={os.environ.get('MMQ_DATA_DIR', '<unset, default ./data>')}).{source} {hint}"
         )
     return path

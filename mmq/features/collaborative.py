@@ -15,6 +15,9 @@ Items with no training co-occurrence (they only appear as validation/test target
 length-1 training sequences) get a ZERO vector and ``valid=False``; the count is written to the
 sidecar JSON and logged. Results are cached atomically under
 ``<cache>/features/<dataset>/collaborative-<items>-<train>-<config>.npy`` (+ ``.valid.npy``).
+That key is already CONTENT: the embedding is a function of the item list, the training
+sequences (hashed value by value) and the config alone, and all three are in the key, so edited
+interactions give a new key and unchanged data a cache hit (no dataset fingerprint needed).
 """
 
 from __future__ import annotations

