@@ -32,6 +32,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if temporary_path.exists():
             os.chmod(temporary_path, 0o666 & ~_umask())
         os.replace(temporary_path, path)
+    except OSError as error:  # a full or read-only disk: name the file (the previous version is untouched)
+        if str(path) in str(error):
+            raise
+        raise OSError(error.errno, f"{error.strerror or error}: could not write {path} (the previous version, if "
+                      f"any, is unchanged)") from error
     finally:
         if temporary_path.exists():
             temporary_path.unlink()

@@ -152,16 +152,20 @@ def run_id(config_path: str | Path) -> str:
     Any change to the resolved config (a YAML edit, a changed default) or to an upstream run's config
     gives a new identity, hence a new run folder; nothing is reused on a name match alone.
     """
-    path = resolve_path(config_path)
-    key = str(path.resolve())
-    if key not in _RUN_IDS:
-        kind, config = load_experiment(path)
-        upstream = {item.field: [run_id(item.config), item.seed] for item in kind.upstream(config)}
-        _RUN_IDS[key] = short_hash({"kind": kind.name, "config": to_dict(config), "upstream": upstream})
-    return _RUN_IDS[key]
+    kind, config = load_experiment(config_path)  # read afresh every time: a YAML edited in-process counts
+    upstream = {item.field: [run_id(item.config), item.seed] for item in kind.upstream(config)}
+    return short_hash({"kind": kind.name, "config": to_dict(config), "upstream": upstream})
 
 
-_RUN_IDS: dict[str, str] = {}
+def check_upstream(config_path: str | Path) -> None:
+    """Every upstream config loads, and a ``semantic_ids`` upstream is a kind that yields SIDs (before any work)."""
+    kind, config = load_experiment(config_path)
+    for item in kind.upstream(config):
+        upstream_kind, _ = load_experiment(item.config)
+        if item.field == "semantic_ids" and upstream_kind.semantic_id_metrics is None:
+            raise ConfigError(f"{config_path}: semantic_ids names {item.config}, a {upstream_kind.name!r} run, which "
+                              f"yields no semantic IDs")
+        check_upstream(item.config)
 
 
 def run_name(config_path: str | Path) -> str:
@@ -225,6 +229,7 @@ def run_or_load(config_path: str | Path, seed: int, *, force: bool = False, prog
     """
     path = resolve_path(config_path)
     kind, config = load_experiment(path)
+    check_upstream(path)
     directory = run_directory(path, seed)
     if seed < 0:
         raise ConfigError(f"seed must be >= 0, got {seed}")
@@ -363,17 +368,13 @@ def load_tokenizer(directory: str | Path):
 def check_all(root: str | Path | None = None) -> list[tuple[Path, str | None]]:
     """Load and validate every YAML under ``root`` (default ``experiments/``): ``[(path, error or None)]``.
 
-    Also checks that every config path a YAML names (``semantic_ids``, ``init_from``) loads.
+    Also checks every upstream config a YAML names (``semantic_ids``, ``init_from``, the image tower), recursively.
     """
     root = Path(root) if root is not None else REPOSITORY_ROOT / "experiments"
     results = []
     for path in sorted(root.rglob("*.y*ml")):
         try:
-            _, config = load_experiment(path)
-            for field in ("semantic_ids", "init_from"):
-                upstream = getattr(config, field, None)
-                if upstream:
-                    load_experiment(upstream)
+            check_upstream(path)
             results.append((path, None))
         except (ConfigError, ValueError, TypeError, OSError) as error:
             results.append((path, str(error)))

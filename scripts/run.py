@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     setup()
     try:
         for config in arguments.configs:
-            registry.load_experiment(config)  # every config is validated before any training starts
+            registry.check_upstream(config)  # every config (and its upstream) is validated before any training
         for config in arguments.configs:
             for seed in arguments.seeds:
                 report = registry.run_or_load(config, seed, force=arguments.force, progress=not arguments.no_progress,
@@ -76,7 +76,7 @@ def _check(paths: list[str]) -> int:
 
 def _error_of(path: str) -> str | None:
     try:
-        registry.load_experiment(path)
+        registry.check_upstream(path)  # loads the YAML and every upstream config it names
     except (ConfigError, ValueError, TypeError, OSError) as error:
         return str(error)
     return None

@@ -191,11 +191,9 @@ def test_run_identity_is_content_and_upstream_runs_are_built_first(tmp_path, iso
     assert registry.run_or_load(consumer, 0)["metrics"] == first and len(counting_kinds) == 2  # reused
     consumer_folder = registry.run_directory(consumer, 0)
     consumer.write_text(f"kind: test_consumer\nsemantic_ids: {sids}\nrate: 2.0\n")  # edited after the run
-    registry._RUN_IDS.clear()
     assert registry.run_directory(consumer, 0) != consumer_folder
     assert registry.run_or_load(consumer, 0)["metrics"] == {"total": 56.0}  # a new run, not the old report
     sids.write_text("kind: test_sid\nsize: 5\n")  # an upstream edit changes the downstream identity too
-    registry._RUN_IDS.clear()
     assert not registry.is_done(consumer, 0)
 
 
@@ -241,3 +239,11 @@ def test_a_run_made_on_other_data_is_refused(tmp_path, isolated_dirs, counting_k
         registry.run_or_load(sids, 0)
     monkeypatch.setitem(registry._FINGERPRINTS, "beauty", None)  # data absent: nothing to compare with
     assert registry.run_or_load(sids, 0)["datasets"] == {"beauty": "0123456789abcdef"}
+
+
+def test_no_module_of_mmq_imports_baselines():
+    import re
+
+    pattern = re.compile(r"^\s*(from|import)\s+baselines\b", re.MULTILINE)
+    offenders = [str(path) for path in (REPOSITORY_ROOT / "mmq").rglob("*.py") if pattern.search(path.read_text())]
+    assert offenders == []
