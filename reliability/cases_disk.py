@@ -117,12 +117,7 @@ def read_only_checkpoints(box: Sandbox) -> Outcome:
     """MMQ_CHECKPOINTS on a read-only tmpfs holding an earlier finished run; run.py on a new config."""
     config = sasrec_world(box)
     checkpoints = box.root / "ro-checkpoints"
-    try:
-        box.mount_tmpfs(checkpoints, "4m")
-        simulated = False
-    except OSError:
-        checkpoints.mkdir(exist_ok=True)
-        simulated = True
+    simulated = box.tmpfs_or_folder(checkpoints, "4m")
     _fake_finished_run(checkpoints)
     before = files_under(checkpoints)
     if simulated:
@@ -147,12 +142,7 @@ def read_only_finished_run(box: Sandbox) -> Outcome:
     """A finished run on a checkpoint folder that became read-only is still read (exit 0, no training)."""
     config = sasrec_world(box, epochs=2)
     checkpoints = box.root / "ro-finished"
-    try:
-        box.mount_tmpfs(checkpoints, "8m")
-        simulated = False
-    except OSError:
-        checkpoints.mkdir(exist_ok=True)
-        simulated = True
+    simulated = box.tmpfs_or_folder(checkpoints, "8m")
     with box.active(MMQ_CHECKPOINTS=checkpoints):
         import baselines  # noqa: F401  (registers the sasrec kind)
         from mmq import registry
@@ -176,12 +166,7 @@ def read_only_finished_run(box: Sandbox) -> Outcome:
 
 def _full_disk(box: Sandbox, name: str, write_old, write_new, read) -> Outcome:
     folder = box.root / "full"
-    try:
-        box.mount_tmpfs(folder, "256k")
-        simulated = False
-    except OSError:
-        folder.mkdir(exist_ok=True)
-        simulated = True
+    simulated = box.tmpfs_or_folder(folder, "256k")
     path = folder / name
     write_old(path)
     old = path.read_bytes()
@@ -232,12 +217,7 @@ def full_disk_during_run(box: Sandbox) -> Outcome:
     no DONE, an earlier run untouched; after the disk is enlarged the same command finishes."""
     config = sasrec_world(box, epochs=2)
     checkpoints = box.root / "small-checkpoints"
-    try:
-        box.mount_tmpfs(checkpoints, "64k")
-        simulated = False
-    except OSError:
-        checkpoints.mkdir(exist_ok=True)
-        simulated = True
+    simulated = box.tmpfs_or_folder(checkpoints, "64k")
     _fake_finished_run(checkpoints)
     earlier = files_under(checkpoints / "earlier-0123456789ab")
     environment = box.environment(MMQ_CHECKPOINTS=checkpoints)

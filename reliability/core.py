@@ -216,6 +216,16 @@ class Sandbox:
         self.mounts.append(path)
         return path
 
+    def tmpfs_or_folder(self, path: Path, size: str) -> bool:
+        """A real tmpfs of ``size`` at ``path`` when mounting works (False), else a plain folder whose faults
+        the case must simulate (True)."""
+        try:
+            self.mount_tmpfs(path, size)
+            return False
+        except OSError:
+            path.mkdir(parents=True, exist_ok=True)
+            return True
+
     def remount_read_only(self, path: Path) -> None:
         """Make the tmpfs at ``path`` read-only."""
         result = subprocess.run(["mount", "-o", "remount,ro", str(path)], capture_output=True, text=True)
