@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast", action="store_true", help="only the fast in-process cases")
     parser.add_argument("--jobs", type=int, default=2, help="cases run at once (default 2)")
     parser.add_argument("--inline", action="store_true", help="run cases in this process, not in forked children")
-    parser.add_argument("--out", type=Path, default=REPOSITORY_ROOT / "reports", help="report folder")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="report folder (default: reports/ for the full matrix; a subset writes none unless given)")
     parser.add_argument("--keep", action="store_true", help="keep each case's temporary folder (for debugging)")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     arguments = parser.parse_args(argv)
@@ -59,8 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     results = run_cases(cases, jobs=arguments.jobs, isolation="inline" if arguments.inline else "fork",
                         keep=arguments.keep, progress=show)
     seconds = time.monotonic() - started
-    csv_path, md_path = write_reports(results, arguments.out, seconds=seconds)
-    print(f"\n{summary_line(results)}\nrun time {seconds:.0f} s; wrote {csv_path} and {md_path}")
+    subset = bool(arguments.case or arguments.category or arguments.fast)
+    output = arguments.out or (None if subset else REPOSITORY_ROOT / "reports")
+    print(f"\n{summary_line(results)}\nrun time {seconds:.0f} s", end="")
+    if output is None:  # a subset never overwrites the committed full report
+        print("; no report written (a subset; give --out to write one)")
+    else:
+        csv_path, md_path = write_reports(results, output, seconds=seconds)
+        print(f"; wrote {csv_path} and {md_path}")
     return 1 if any(not result.outcome.ok for result in results) else 0
 
 
