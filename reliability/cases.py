@@ -8,9 +8,10 @@ report order. ``fast`` cases run in-process in well under a second and are also 
 
 from __future__ import annotations
 
-from reliability import cases_arrays, cases_config, cases_data, cases_disk, cases_exit, cases_runs
+from reliability import (cases_arrays, cases_config, cases_data, cases_disk, cases_exit, cases_identity,
+                         cases_runs)
 
-CASES = [*cases_data.CASES, *cases_config.CASES, *cases_arrays.CASES, *cases_runs.CASES, *cases_disk.CASES,
+CASES = [*cases_data.CASES, *cases_config.CASES, *cases_arrays.CASES, *cases_runs.CASES, *cases_identity.CASES, *cases_disk.CASES,
          *cases_exit.CASES]
 
 _names = [case.name for case in CASES]
