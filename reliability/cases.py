@@ -1,8 +1,9 @@
 """The reliability matrix as data: every fault case, category by category.
 
 Each module holds one or two categories' :class:`~reliability.core.Case` entries (name, category,
-the contract in one line, the check, whether it is fast, its time limit); this list is their union in
-report order. ``fast`` cases run in-process in well under a second and are also run by
+the contract in one line, the check, whether it is fast, its time limit), each declared on its check
+with a :func:`~reliability.core.declare` decorator (so a module's ``CASES`` is in definition order);
+this list is their union in report order. ``fast`` cases run in-process in well under a second and are also run by
 ``tests/test_reliability.py``.
 """
 

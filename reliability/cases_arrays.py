@@ -7,15 +7,18 @@ import sys
 import numpy as np
 
 from reliability.checks import expect_error, verdict
-from reliability.core import Case, Outcome, Sandbox, describe, one_line, single_threaded
+from reliability.core import Case, Outcome, Sandbox, declare, describe, one_line, single_threaded
 
 CATEGORY = "arrays"
+CASES: list[Case] = []
+case = declare(CASES, CATEGORY)
 
 
 def _vectors(rows: int = 300, dim: int = 8) -> np.ndarray:
     return np.random.default_rng(0).normal(size=(rows, dim)).astype(np.float32)
 
 
+@case("arrays_nan_before_faiss", "NaN rows -> ValueError naming the rows before faiss sees them", fast=True)
 def nan_before_faiss(box: Sandbox) -> Outcome:
     from baselines.faiss_ann.index import IndexSpec, build_index
 
@@ -25,6 +28,7 @@ def nan_before_faiss(box: Sandbox) -> Outcome:
                         names=["NaN", "[5, 9]"])
 
 
+@case("arrays_inf_before_tokenizer", "an inf value -> ValueError naming the row before RQ-KMeans fits", fast=True)
 def inf_before_tokenizer(box: Sandbox) -> Outcome:
     from baselines.sid_tokenizers import RQKMeansTokenizer
 
@@ -55,6 +59,8 @@ for name, action in [("build_index", lambda: build_index(huge, IndexSpec(name="f
 """
 
 
+@case("arrays_huge_values_no_sigabrt", "|x| = 1e20 into faiss build / search / RQ-KMeans -> ValueError, never SIGABRT "
+      "(subprocess rc != -6)", timeout_s=90)
 def huge_values_subprocess(box: Sandbox) -> Outcome:
     """|x| = 1e20 through faiss build, faiss search and RQ-KMeans, in a subprocess (a SIGABRT would be -6)."""
     result = box.run([sys.executable, "-c", HUGE_VALUES_CHILD], timeout=90)
@@ -78,6 +84,7 @@ def _tiny_mmq():
                                   num_steps=10, batch_size=32, restart_every=10, progress=False))
 
 
+@case("arrays_modality_shape_mismatch", "text [60, d] with image [59, d] -> ValueError naming both counts", fast=True)
 def modality_shape_mismatch(box: Sandbox) -> Outcome:
     rng = np.random.default_rng(0)
     data = {"text": rng.normal(size=(60, 12)).astype(np.float32), "image": rng.normal(size=(59, 10)).astype(np.float32)}
@@ -85,6 +92,8 @@ def modality_shape_mismatch(box: Sandbox) -> Outcome:
         return expect_error(lambda: _tiny_mmq().fit(data), types=(ValueError,), names=["60", "59"])
 
 
+@case("arrays_wrong_dim_at_encode", "encode with another dim than fitted (RQ-KMeans, MMQ) -> ValueError naming both "
+      "dims", fast=True)
 def wrong_dim_at_encode(box: Sandbox) -> Outcome:
     from baselines.sid_tokenizers import RQKMeansTokenizer
 
@@ -106,6 +115,7 @@ def wrong_dim_at_encode(box: Sandbox) -> Outcome:
     return verdict(problems, "; ".join(observed))
 
 
+@case("arrays_codes_out_of_range", "decode of a code >= codebook size -> ValueError (no silent wrap)", fast=True)
 def sid_codes_out_of_range(box: Sandbox) -> Outcome:
     """decode() of codes outside the codebooks (a hand-edited or foreign SID table)."""
     from baselines.sid_tokenizers import RQKMeansTokenizer
@@ -119,19 +129,3 @@ def sid_codes_out_of_range(box: Sandbox) -> Outcome:
     except ValueError as error:
         return Outcome("range" in str(error), describe(error))
     return Outcome(False, "decode accepted code 4 in a codebook of size 4")
-
-
-CASES = [
-    Case("arrays_nan_before_faiss", CATEGORY, "NaN rows -> ValueError naming the rows before faiss sees them",
-         nan_before_faiss, fast=True),
-    Case("arrays_inf_before_tokenizer", CATEGORY, "an inf value -> ValueError naming the row before RQ-KMeans fits",
-         inf_before_tokenizer, fast=True),
-    Case("arrays_huge_values_no_sigabrt", CATEGORY, "|x| = 1e20 into faiss build / search / RQ-KMeans -> ValueError, "
-         "never SIGABRT (subprocess rc != -6)", huge_values_subprocess, timeout_s=90),
-    Case("arrays_modality_shape_mismatch", CATEGORY, "text [60, d] with image [59, d] -> ValueError naming both counts",
-         modality_shape_mismatch, fast=True),
-    Case("arrays_wrong_dim_at_encode", CATEGORY, "encode with another dim than fitted (RQ-KMeans, MMQ) -> ValueError "
-         "naming both dims", wrong_dim_at_encode, fast=True),
-    Case("arrays_codes_out_of_range", CATEGORY, "decode of a code >= codebook size -> ValueError (no silent wrap)",
-         sid_codes_out_of_range, fast=True),
-]

@@ -9,9 +9,11 @@ from pathlib import Path
 
 from reliability import synthetic
 from reliability.checks import expect_error, verdict
-from reliability.core import SCRIPTS, Case, Outcome, Sandbox, files_under, one_line, run_folders
+from reliability.core import SCRIPTS, Case, Outcome, Sandbox, declare, files_under, one_line, run_folders
 
 CATEGORY = "configs"
+CASES: list[Case] = []
+case = declare(CASES, CATEGORY)
 
 
 def run_script_main():
@@ -46,6 +48,8 @@ def _run_or_load(path: Path, seed: int = 0):
     return lambda: registry.run_or_load(path, seed, progress=False)
 
 
+@case("config_unknown_key", "unknown key -> ConfigError naming it and listing the valid keys; nothing "
+      "written", fast=True)
 def unknown_key(box: Sandbox) -> Outcome:
     from mmq.config import ConfigError
 
@@ -65,14 +69,17 @@ def _broken(box: Sandbox, name: str, text: str, names: list[str]) -> Outcome:
                             also=lambda: _nothing_written(box))
 
 
+@case("config_yaml_syntax", "YAML syntax error -> ConfigError naming the file and line; nothing written", fast=True)
 def yaml_syntax(box: Sandbox) -> Outcome:
     return _broken(box, "syntax.yaml", "kind: sasrec\nepochs: [2\nhidden_size: 8\n", ["not valid YAML", "line"])
 
 
+@case("config_top_level_list", "top level a list -> ConfigError 'must be a mapping'; nothing written", fast=True)
 def top_level_list(box: Sandbox) -> Outcome:
     return _broken(box, "list.yaml", "- kind: sasrec\n- epochs: 2\n", ["mapping"])
 
 
+@case("config_missing_file", "missing config file -> ConfigError 'not found' naming the path", fast=True)
 def missing_file(box: Sandbox) -> Outcome:
     from mmq.config import ConfigError
 
@@ -82,17 +89,19 @@ def missing_file(box: Sandbox) -> Outcome:
                             also=lambda: _nothing_written(box))
 
 
+@case("config_missing_kind", "no kind: line -> ConfigError listing the registered kinds", fast=True)
 def missing_kind(box: Sandbox) -> Outcome:
     return _broken(box, "no_kind.yaml", "dataset: beauty\nepochs: 2\n", ["kind", "mmq_tokenizer", "sasrec"])
 
 
+@case("config_unknown_kind", "unknown kind -> ConfigError naming it and listing the registered kinds", fast=True)
 def unknown_kind(box: Sandbox) -> Outcome:
     return _broken(box, "unknown_kind.yaml", "kind: transformer_xl\nepochs: 2\n", ["transformer_xl", "mmq_tokenizer", "sasrec"])
 
 
+@case("config_negative_seed_api", "run_or_load(seed=-1) -> refused before any work; no seed-1 folder", fast=True)
 def negative_seed_api(box: Sandbox) -> Outcome:
-    with synthetic.probe_kind() as probe, box.active():
-        path = synthetic.probe_yaml(box.configs / "probe.yaml")
+    with synthetic.probe_world(box) as (probe, path):
         outcome = expect_error(_run_or_load(path, -1), names=["-1"])
         problems = [] if outcome.ok else [outcome.observed]
         if probe["calls"]:
@@ -103,6 +112,8 @@ def negative_seed_api(box: Sandbox) -> Outcome:
     return verdict(problems, outcome.observed + "; runner not called, no seed-1 folder")
 
 
+@case("config_negative_seed_cli", "run.py --seeds 0 -1 -> non-zero exit naming the seed before any run starts (not "
+      "even seed 0)", fast=True)
 def negative_seed_cli(box: Sandbox) -> Outcome:
     path = synthetic.sasrec_yaml(box.configs / "tiny.yaml")
     with box.active():
@@ -117,6 +128,8 @@ def negative_seed_cli(box: Sandbox) -> Outcome:
     return verdict(problems, f"exit {code}: {one_line(line[line.find('error:'):] if 'error:' in line else line, 110)}")
 
 
+@case("config_semantic_ids_not_sid", "semantic_ids: naming a non-SID config -> --check fails and the run is refused "
+      "(ConfigError naming it) before any work", fast=True)
 def semantic_ids_not_sid(box: Sandbox) -> Outcome:
     """A ranking row whose ``semantic_ids:`` names a SASRec config (a kind that yields no SIDs)."""
     import baselines  # noqa: F401
@@ -139,6 +152,7 @@ def semantic_ids_not_sid(box: Sandbox) -> Outcome:
     return verdict(problems, f"--check exit {code}; run refused: {outcome.observed}")
 
 
+@case("config_check_exit_code", "run.py --check on a broken YAML -> exit 1, a FAIL line naming the file", fast=True)
 def check_exit_code(box: Sandbox) -> Outcome:
     good = synthetic.sasrec_yaml(box.configs / "good.yaml")
     bad = box.configs / "bad.yaml"
@@ -156,27 +170,3 @@ def check_exit_code(box: Sandbox) -> Outcome:
     if run_folders(box.checkpoints):
         problems.append("--check created run folders")
     return verdict(problems, f"--check exit {code_good} (good), {code_bad} (good + broken), FAIL line names bad.yaml")
-
-
-CASES = [
-    Case("config_unknown_key", CATEGORY, "unknown key -> ConfigError naming it and listing the valid keys; nothing "
-         "written", unknown_key, fast=True),
-    Case("config_yaml_syntax", CATEGORY, "YAML syntax error -> ConfigError naming the file and line; nothing written",
-         yaml_syntax, fast=True),
-    Case("config_top_level_list", CATEGORY, "top level a list -> ConfigError 'must be a mapping'; nothing written",
-         top_level_list, fast=True),
-    Case("config_missing_file", CATEGORY, "missing config file -> ConfigError 'not found' naming the path",
-         missing_file, fast=True),
-    Case("config_missing_kind", CATEGORY, "no kind: line -> ConfigError listing the registered kinds", missing_kind,
-         fast=True),
-    Case("config_unknown_kind", CATEGORY, "unknown kind -> ConfigError naming it and listing the registered kinds",
-         unknown_kind, fast=True),
-    Case("config_negative_seed_api", CATEGORY, "run_or_load(seed=-1) -> refused before any work; no seed-1 folder",
-         negative_seed_api, fast=True),
-    Case("config_negative_seed_cli", CATEGORY, "run.py --seeds 0 -1 -> non-zero exit naming the seed before any run "
-         "starts (not even seed 0)", negative_seed_cli, fast=True),
-    Case("config_semantic_ids_not_sid", CATEGORY, "semantic_ids: naming a non-SID config -> --check fails and the run "
-         "is refused (ConfigError naming it) before any work", semantic_ids_not_sid, fast=True),
-    Case("config_check_exit_code", CATEGORY, "run.py --check on a broken YAML -> exit 1, a FAIL line naming the file",
-         check_exit_code, fast=True),
-]

@@ -6,9 +6,11 @@ import zipfile
 
 from reliability import synthetic
 from reliability.checks import expect_error, summarise, verdict
-from reliability.core import Case, Outcome, Sandbox, describe
+from reliability.core import Case, Outcome, Sandbox, declare, describe
 
 CATEGORY = "data files"
+CASES: list[Case] = []
+case = declare(CASES, CATEGORY)
 
 
 def _load(name: str, **kwargs):
@@ -17,6 +19,7 @@ def _load(name: str, **kwargs):
     return lambda: load_dataset(name, use_cache=False, **kwargs)
 
 
+@case("data_missing_file", "missing dataset file -> MissingDataError naming the file and MMQ_DATA_DIR", fast=True)
 def missing_file(box: Sandbox) -> Outcome:
     from mmq.data import MissingDataError
 
@@ -25,6 +28,8 @@ def missing_file(box: Sandbox) -> Outcome:
                             names=["amazon14/beauty/user_sequence.txt", "MMQ_DATA_DIR"])
 
 
+@case("data_truncated_csv", "ratings.csv cut mid-row (statistics no longer the published ones) -> loud error naming "
+      "the counts", fast=True)
 def truncated_csv(box: Sandbox) -> Outcome:
     """ratings.csv cut at 60% (mid-row) of a MovieLens dataset whose YAML publishes the full file's statistics."""
     import yaml
@@ -59,6 +64,7 @@ def truncated_csv(box: Sandbox) -> Outcome:
                                f"{len(allowed.interactions)} of {number} interactions")
 
 
+@case("data_non_utf8", "non-UTF-8 bytes in user_sequence.txt line 7 -> error naming the file and line 7", fast=True)
 def non_utf8(box: Sandbox) -> Outcome:
     folder = synthetic.write_beauty(box.data)
     path = folder / "user_sequence.txt"
@@ -69,6 +75,8 @@ def non_utf8(box: Sandbox) -> Outcome:
         return expect_error(_load("beauty", kcore=0), names=["user_sequence.txt"], patterns=[r"line\s*7\b|txt:7\b"])
 
 
+@case("data_malformed_csv_line", "products_lookup.csv line 5 with a surplus field -> error naming the file and line "
+      "5", fast=True)
 def malformed_csv_field_count(box: Sandbox) -> Outcome:
     folder = synthetic.write_beauty(box.data)
     path = folder / "products_lookup.csv"
@@ -79,6 +87,8 @@ def malformed_csv_field_count(box: Sandbox) -> Outcome:
         return expect_error(_load("beauty", kcore=0), names=["products_lookup.csv"], patterns=[r"line\s*5\b|csv:5\b"])
 
 
+@case("data_unclosed_quote", "movies.csv line 4 with an unclosed quote -> error naming file+line, or that row alone "
+      "counted as malformed (no silent loss of later rows)", fast=True)
 def unclosed_quote(box: Sandbox) -> Outcome:
     """movies.csv line 4 opens a quote it never closes: the rows after it must not vanish silently."""
     synthetic.write_movielens(box.data)
@@ -103,6 +113,7 @@ def unclosed_quote(box: Sandbox) -> Outcome:
                        f"report {dict(dataset.report.counts)}")
 
 
+@case("data_truncated_zip", "posters.zip cut in half -> error naming posters.zip", fast=True)
 def truncated_zip(box: Sandbox) -> Outcome:
     synthetic.write_movielens(box.data)
     synthetic.truncate(box.data / "movielens/posters.zip", 0.5)
@@ -110,6 +121,8 @@ def truncated_zip(box: Sandbox) -> Outcome:
         return expect_error(_load("movielens"), names=["posters.zip"])
 
 
+@case("data_corrupt_zip_member", "styles.csv.zip with a corrupted member (CRC) -> error naming the archive and the "
+      "member", fast=True)
 def corrupt_zip_member(box: Sandbox) -> Outcome:
     """styles.csv.zip stored uncompressed with one byte of its member flipped (a CRC error)."""
     folder = synthetic.write_myntra(box.data, compression=zipfile.ZIP_STORED)
@@ -123,6 +136,7 @@ def corrupt_zip_member(box: Sandbox) -> Outcome:
         return expect_error(_load("myntra"), names=["styles.csv.zip"], patterns=[r"styles\.csv(?!\.zip)"])
 
 
+@case("data_truncated_gzip", "reviews_Beauty_5.json.gz cut at 60% -> error naming the gzip file", fast=True)
 def truncated_gzip(box: Sandbox) -> Outcome:
     folder = synthetic.write_raw_amazon(box.data)
     synthetic.truncate(folder / "reviews_Beauty_5.json.gz", 0.6)
@@ -130,6 +144,7 @@ def truncated_gzip(box: Sandbox) -> Outcome:
         return expect_error(_load("beauty_raw", kcore=0), names=["reviews_Beauty_5.json.gz"])
 
 
+@case("data_truncated_json", "item_id_to_int.json cut in half -> error naming the file and the line", fast=True)
 def truncated_json(box: Sandbox) -> Outcome:
     folder = synthetic.write_beauty(box.data)
     synthetic.truncate(folder / "item_id_to_int.json", 0.5)
@@ -137,6 +152,7 @@ def truncated_json(box: Sandbox) -> Outcome:
         return expect_error(_load("beauty", kcore=0), names=["item_id_to_int.json"], patterns=[r"line\s*\d+|json:\d+"])
 
 
+@case("data_empty_text", "3 empty titles -> loaded, counted in the import report and statistics", fast=True)
 def empty_text(box: Sandbox) -> Outcome:
     synthetic.write_beauty(box.data, empty_titles=3)
     from mmq.data import load_dataset
@@ -148,26 +164,3 @@ def empty_text(box: Sandbox) -> Outcome:
     return verdict([] if counted == 3 and empty == 3 else [f"empty titles: report {counted}, statistics {empty}, "
                                                             f"expected 3 ({summarise(dataset)})"],
                    f"loaded; import report empty_titles={counted}, statistics empty_title={empty}")
-
-
-CASES = [
-    Case("data_missing_file", CATEGORY, "missing dataset file -> MissingDataError naming the file and MMQ_DATA_DIR",
-         missing_file, fast=True),
-    Case("data_truncated_csv", CATEGORY, "ratings.csv cut mid-row (statistics no longer the published ones) -> "
-         "loud error naming the counts", truncated_csv, fast=True),
-    Case("data_non_utf8", CATEGORY, "non-UTF-8 bytes in user_sequence.txt line 7 -> error naming the file and line 7",
-         non_utf8, fast=True),
-    Case("data_malformed_csv_line", CATEGORY, "products_lookup.csv line 5 with a surplus field -> error naming the "
-         "file and line 5", malformed_csv_field_count, fast=True),
-    Case("data_unclosed_quote", CATEGORY, "movies.csv line 4 with an unclosed quote -> error naming file+line, or that "
-         "row alone counted as malformed (no silent loss of later rows)", unclosed_quote, fast=True),
-    Case("data_truncated_zip", CATEGORY, "posters.zip cut in half -> error naming posters.zip", truncated_zip, fast=True),
-    Case("data_corrupt_zip_member", CATEGORY, "styles.csv.zip with a corrupted member (CRC) -> error naming the "
-         "archive and the member", corrupt_zip_member, fast=True),
-    Case("data_truncated_gzip", CATEGORY, "reviews_Beauty_5.json.gz cut at 60% -> error naming the gzip file",
-         truncated_gzip, fast=True),
-    Case("data_truncated_json", CATEGORY, "item_id_to_int.json cut in half -> error naming the file and the line",
-         truncated_json, fast=True),
-    Case("data_empty_text", CATEGORY, "3 empty titles -> loaded, counted in the import report and statistics",
-         empty_text, fast=True),
-]

@@ -23,10 +23,12 @@ import numpy as np
 from reliability.cases_config import call_main
 from reliability.cases_runs import CLI_TIMEOUT, cli, epochs_trained, sasrec_world, summary_line
 from reliability.checks import verdict
-from reliability.core import Completed, Case, Outcome, Sandbox, describe, files_under, last_line, one_line, \
-    temporary_files
+from reliability.core import (Case, Completed, Outcome, Sandbox, declare, describe, files_under, last_line,
+                              one_line, temporary_files)
 
 CATEGORY = "read-only and full disk"
+CASES: list[Case] = []
+case = declare(CASES, CATEGORY)
 
 
 @contextlib.contextmanager
@@ -105,6 +107,25 @@ def fill(folder: Path) -> None:
                 raise
 
 
+def run_cli(box: Sandbox, config: Path, checkpoints: Path, *, simulated: bool, fault: int | None = None) -> Completed:
+    """run.py on ``config`` (seed 0) with MMQ_CHECKPOINTS=``checkpoints``: a subprocess when the fault is real, else
+    in this process (under a simulated ``fault`` errno for paths in ``checkpoints``, when given)."""
+    if not simulated:
+        return box.run(cli(box, config), timeout=CLI_TIMEOUT, env=box.environment(MMQ_CHECKPOINTS=checkpoints))
+    with simulated_fault(checkpoints, fault) if fault is not None else contextlib.nullcontext():
+        return in_process(box, [str(config), "--seeds", "0", "--no-progress"], MMQ_CHECKPOINTS=checkpoints)
+
+
+def run_read_only(box: Sandbox, config: Path, checkpoints: Path, *, simulated: bool) -> tuple[Completed, bool]:
+    """run.py on ``config`` once ``checkpoints`` is read-only (remounted, or a simulated EROFS): its result and
+    whether any file under ``checkpoints`` changed."""
+    before = files_under(checkpoints)
+    if not simulated:
+        box.remount_read_only(checkpoints)
+    result = run_cli(box, config, checkpoints, simulated=simulated, fault=errno.EROFS)
+    return result, files_under(checkpoints) != before
+
+
 def _fake_finished_run(root: Path) -> None:
     """An earlier finished run (another experiment) under ``root``."""
     folder = root / "earlier-0123456789ab" / "seed0"
@@ -113,31 +134,29 @@ def _fake_finished_run(root: Path) -> None:
     (folder / "DONE").write_text("2026-01-01T00:00:00Z\n")
 
 
+@case("readonly_checkpoints", "checkpoint dir read-only -> non-zero exit, error line names the path and 'read-only', "
+      "earlier outputs unchanged", timeout_s=120)
 def read_only_checkpoints(box: Sandbox) -> Outcome:
     """MMQ_CHECKPOINTS on a read-only tmpfs holding an earlier finished run; run.py on a new config."""
     config = sasrec_world(box)
     checkpoints = box.root / "ro-checkpoints"
     simulated = box.tmpfs_or_folder(checkpoints, "4m")
     _fake_finished_run(checkpoints)
-    before = files_under(checkpoints)
-    if simulated:
-        with simulated_fault(checkpoints, errno.EROFS):
-            result = in_process(box, [str(config), "--seeds", "0", "--no-progress"], MMQ_CHECKPOINTS=checkpoints)
-    else:
-        box.remount_read_only(checkpoints)
-        result = box.run(cli(box, config), timeout=CLI_TIMEOUT, env=box.environment(MMQ_CHECKPOINTS=checkpoints))
+    result, changed = run_read_only(box, config, checkpoints, simulated=simulated)
     line = last_line(result.stderr)
     problems = [] if result.returncode != 0 else ["exit code 0"]
     if str(checkpoints) not in line:
         problems.append(f"the error line does not name {checkpoints.name}: {one_line(line, 100)!r}")
     if "read-only" not in line.lower():
         problems.append("the error line does not say read-only")
-    if files_under(checkpoints) != before:
+    if changed:
         problems.append("earlier outputs changed")
     return verdict(problems, ("simulated (no tmpfs): " if simulated else "") +
                    f"rc={result.returncode}: {one_line(line, 130)}; earlier outputs unchanged")
 
 
+@case("readonly_finished_run_readable", "finished run in a read-only checkpoint dir -> still read (exit 0, no "
+      "training, nothing written)", timeout_s=120)
 def read_only_finished_run(box: Sandbox) -> Outcome:
     """A finished run on a checkpoint folder that became read-only is still read (exit 0, no training)."""
     config = sasrec_world(box, epochs=2)
@@ -148,17 +167,11 @@ def read_only_finished_run(box: Sandbox) -> Outcome:
         from mmq import registry
 
         registry.run_or_load(config, 0, progress=False)
-    before = files_under(checkpoints)
-    if simulated:
-        with simulated_fault(checkpoints, errno.EROFS):
-            result = in_process(box, [str(config), "--seeds", "0", "--no-progress"], MMQ_CHECKPOINTS=checkpoints)
-    else:
-        box.remount_read_only(checkpoints)
-        result = box.run(cli(box, config), timeout=CLI_TIMEOUT, env=box.environment(MMQ_CHECKPOINTS=checkpoints))
+    result, changed = run_read_only(box, config, checkpoints, simulated=simulated)
     problems = [] if result.returncode == 0 else [result.summary()]
     if result.returncode == 0 and (summary_line(result) is None or epochs_trained(result)):
         problems.append("no summary printed or training happened")
-    if files_under(checkpoints) != before:
+    if changed:
         problems.append("files changed")
     return verdict(problems, ("simulated (no tmpfs): " if simulated else "") +
                    "finished run read from a read-only folder: exit 0, summary printed, nothing written")
@@ -197,6 +210,8 @@ def _full_disk(box: Sandbox, name: str, write_old, write_new, read) -> Outcome:
                    f"{describe(error) if error else ''}; previous {name} intact, no temp file left")
 
 
+@case("full_disk_report_json", "disk full while writing report.json -> ENOSPC error naming the file, previous file "
+      "intact, no temp file left", timeout_s=60)
 def full_disk_report(box: Sandbox) -> Outcome:
     from mmq import artifacts
 
@@ -205,6 +220,8 @@ def full_disk_report(box: Sandbox) -> Outcome:
                       artifacts.read_json)
 
 
+@case("full_disk_npy", "disk full while writing a .npy -> ENOSPC error naming the file, previous file intact, no temp "
+      "file left", timeout_s=60)
 def full_disk_npy(box: Sandbox) -> Outcome:
     from mmq import artifacts
 
@@ -212,6 +229,8 @@ def full_disk_npy(box: Sandbox) -> Outcome:
                       lambda path: artifacts.save_npy(path, np.zeros((50000, 7), dtype=np.int64)), np.load)
 
 
+@case("full_disk_during_run", "disk full during run.py (state.pt) -> non-zero exit, error line 'No space left' naming "
+      "the path; no temp files / DONE; earlier run intact; rerun after freeing space finishes", timeout_s=200)
 def full_disk_during_run(box: Sandbox) -> Outcome:
     """run.py with MMQ_CHECKPOINTS on a 64 KB tmpfs: state.pt does not fit -> clear error, no temp files,
     no DONE, an earlier run untouched; after the disk is enlarged the same command finishes."""
@@ -220,13 +239,7 @@ def full_disk_during_run(box: Sandbox) -> Outcome:
     simulated = box.tmpfs_or_folder(checkpoints, "64k")
     _fake_finished_run(checkpoints)
     earlier = files_under(checkpoints / "earlier-0123456789ab")
-    environment = box.environment(MMQ_CHECKPOINTS=checkpoints)
-    arguments = [str(config), "--seeds", "0", "--no-progress"]
-    if simulated:
-        with simulated_fault(checkpoints, errno.ENOSPC):
-            result = in_process(box, arguments, MMQ_CHECKPOINTS=checkpoints)
-    else:
-        result = box.run(cli(box, config), timeout=CLI_TIMEOUT, env=environment)
+    result = run_cli(box, config, checkpoints, simulated=simulated, fault=errno.ENOSPC)
     line = last_line(result.stderr)
     problems = [] if result.returncode != 0 else ["exit code 0 on a full disk"]
     if "No space left" not in line:
@@ -241,27 +254,10 @@ def full_disk_during_run(box: Sandbox) -> Outcome:
         problems.append("DONE written")
     if files_under(checkpoints / "earlier-0123456789ab") != earlier:
         problems.append("the earlier run changed")
-    if simulated:
-        again = in_process(box, arguments, MMQ_CHECKPOINTS=checkpoints)
-    else:
+    if not simulated:
         box.resize_tmpfs(checkpoints, "8m")
-        again = box.run(cli(box, config), timeout=CLI_TIMEOUT, env=environment)
+    again = run_cli(box, config, checkpoints, simulated=simulated)
     if again.returncode != 0:
         problems.append(f"rerun after freeing space failed: {again.summary()}")
     return verdict(problems, ("simulated (no tmpfs): " if simulated else "") + f"rc={result.returncode}: "
                    f"{one_line(line, 110)}; no temp/DONE left; rerun after freeing space finished")
-
-
-CASES = [
-    Case("readonly_checkpoints", CATEGORY, "checkpoint dir read-only -> non-zero exit, error line names the path and "
-         "'read-only', earlier outputs unchanged", read_only_checkpoints, timeout_s=120),
-    Case("readonly_finished_run_readable", CATEGORY, "finished run in a read-only checkpoint dir -> still read (exit 0, "
-         "no training, nothing written)", read_only_finished_run, timeout_s=120),
-    Case("full_disk_report_json", CATEGORY, "disk full while writing report.json -> ENOSPC error naming the file, "
-         "previous file intact, no temp file left", full_disk_report, timeout_s=60),
-    Case("full_disk_npy", CATEGORY, "disk full while writing a .npy -> ENOSPC error naming the file, previous file "
-         "intact, no temp file left", full_disk_npy, timeout_s=60),
-    Case("full_disk_during_run", CATEGORY, "disk full during run.py (state.pt) -> non-zero exit, error line 'No space "
-         "left' naming the path; no temp files / DONE; earlier run intact; rerun after freeing space finishes",
-         full_disk_during_run, timeout_s=200),
-]

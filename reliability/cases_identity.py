@@ -16,20 +16,20 @@ from reliability import synthetic
 from reliability.cases_runs import (CLI_TIMEOUT, cli, corrupted_files, epochs_trained, sasrec_world, summary_line,
                                     wait_for_state)
 from reliability.checks import expect_error, verdict
-from reliability.core import Case, Completed, Outcome, Sandbox, files_under, finished_runs, single_threaded, temporary_files
+from reliability.core import (Case, Completed, Outcome, Sandbox, declare, files_under, finished_runs, single_threaded,
+                              temporary_files)
 
 EDITED, CONCURRENT = "config edited after a run", "concurrent runs of one config"
+CASES: list[Case] = []
+edited, concurrent = declare(CASES, EDITED), declare(CASES, CONCURRENT)
 
 
+@edited("edited_yaml_new_run", "YAML edited after a finished run (same process) -> a new run with the new config, not "
+        "the old report", fast=True)
 def edited_yaml_new_run(box: Sandbox) -> Outcome:
     """In one process: run, edit rate 1 -> 2 in the YAML, run again -> a new run of the new config."""
-    from mmq import registry
-
-    with synthetic.probe_kind() as probe, box.active():
-        config = synthetic.probe_yaml(box.configs / "probe.yaml", rate=1.0)
-        registry.run_or_load(config, 0, progress=False)
-        synthetic.probe_yaml(config, rate=2.0)
-        second = registry.run_or_load(config, 0, progress=False)
+    with synthetic.probe_world(box, rate=1.0) as (probe, config):
+        _, second, _ = synthetic.run_twice(config, probe, edit={"rate": 2.0})
         calls = probe["calls"]
     rate = second["metrics"]["rate"]
     problems = [] if rate == 2.0 and calls == 2 else [
@@ -37,24 +37,8 @@ def edited_yaml_new_run(box: Sandbox) -> Outcome:
     return verdict(problems, f"edited YAML gave a new run: rate {rate}, runner called {calls}x")
 
 
-def unchanged_yaml_reused(box: Sandbox) -> Outcome:
-    from mmq import registry
-
-    with synthetic.probe_kind() as probe, box.active():
-        config = synthetic.probe_yaml(box.configs / "probe.yaml")
-        first = registry.run_or_load(config, 0, progress=False)
-        snapshot = files_under(box.checkpoints)
-        stamps = {path: path.stat().st_mtime_ns for path in box.checkpoints.rglob("*") if path.is_file()}
-        second = registry.run_or_load(config, 0, progress=False)
-        calls = probe["calls"]
-    problems = [] if calls == 1 else [f"runner called {calls}x"]
-    if second != first:
-        problems.append("another report returned")
-    if files_under(box.checkpoints) != snapshot or any(path.stat().st_mtime_ns != stamp for path, stamp in stamps.items()):
-        problems.append("run folder files rewritten")
-    return verdict(problems, "finished run reused: runner called once, report identical, no file rewritten")
-
-
+@edited("edited_yaml_new_run_cli", "learning_rate edited after a finished run.py -> next run.py trains a new run with "
+        "the new config", timeout_s=200)
 def edited_yaml_cli(box: Sandbox) -> Outcome:
     """run.py, edit learning_rate in the YAML, run.py again -> the second process trains a new run."""
     config = sasrec_world(box, epochs=2)
@@ -75,6 +59,27 @@ def edited_yaml_cli(box: Sandbox) -> Outcome:
     return verdict(problems, f"second process trained {trained} epochs; finished runs' learning rates {rates}")
 
 
+@edited("unchanged_yaml_reused", "unchanged YAML -> the finished run is reused, nothing retrained or "
+        "rewritten", fast=True)
+def unchanged_yaml_reused(box: Sandbox) -> Outcome:
+    from mmq import registry
+
+    with synthetic.probe_world(box) as (probe, config):
+        first = registry.run_or_load(config, 0, progress=False)
+        snapshot = files_under(box.checkpoints)
+        stamps = {path: path.stat().st_mtime_ns for path in box.checkpoints.rglob("*") if path.is_file()}
+        second = registry.run_or_load(config, 0, progress=False)
+        calls = probe["calls"]
+    problems = [] if calls == 1 else [f"runner called {calls}x"]
+    if second != first:
+        problems.append("another report returned")
+    if files_under(box.checkpoints) != snapshot or any(path.stat().st_mtime_ns != stamp for path, stamp in stamps.items()):
+        problems.append("run folder files rewritten")
+    return verdict(problems, "finished run reused: runner called once, report identical, no file rewritten")
+
+
+@edited("sid_table_modified_refused", "upstream semantic_ids.npy rows permuted -> frozen-SID ranking run refused, "
+        "sha256 mismatch named", fast=True, timeout_s=120)
 def sid_table_modified(box: Sandbox) -> Outcome:
     """A frozen-SID ranking run whose upstream semantic_ids.npy was permuted after the SID run finished."""
     from mmq import registry
@@ -107,6 +112,8 @@ def _concurrent_outcome(box: Sandbox, results: list[Completed], *, expect_traine
     return problems
 
 
+@concurrent("concurrent_same_config_seed", "two run.py on one config+seed at once -> exactly one trains, both end with "
+            "the same report, no corrupted files", timeout_s=300)
 def concurrent_same_run(box: Sandbox) -> Outcome:
     """Two run.py processes on the same config + seed at once: one trains, both print the same finished report."""
     config = sasrec_world(box)
@@ -123,6 +130,8 @@ def concurrent_same_run(box: Sandbox) -> Outcome:
                              "no corrupted or temp files")
 
 
+@concurrent("concurrent_staggered_start", "second run.py started mid-training -> waits, does not retrain, same "
+            "report", timeout_s=300)
 def concurrent_staggered(box: Sandbox) -> Outcome:
     """A second run.py started while the first is mid-training (after its first state.pt) must not retrain."""
     config = sasrec_world(box, epochs=6)
@@ -139,6 +148,8 @@ def concurrent_staggered(box: Sandbox) -> Outcome:
     return verdict(problems, "second process (started mid-training) waited and read the first one's report")
 
 
+@concurrent("concurrent_two_seeds", "seeds 0 and 1 in two processes at once -> both train, two finished "
+            "runs", timeout_s=300)
 def concurrent_two_seeds(box: Sandbox) -> Outcome:
     """Seeds 0 and 1 of one config in two processes at once: both train, two finished runs, nothing shared."""
     config = sasrec_world(box, epochs=3)
@@ -150,21 +161,3 @@ def concurrent_two_seeds(box: Sandbox) -> Outcome:
     if seeds != ["seed0", "seed1"]:
         problems.append(f"finished run folders {seeds}")
     return verdict(problems, "both seeds trained at once and finished in their own folders")
-
-
-CASES = [
-    Case("edited_yaml_new_run", EDITED, "YAML edited after a finished run (same process) -> a new run with the new "
-         "config, not the old report", edited_yaml_new_run, fast=True),
-    Case("edited_yaml_new_run_cli", EDITED, "learning_rate edited after a finished run.py -> next run.py trains a new "
-         "run with the new config", edited_yaml_cli, timeout_s=200),
-    Case("unchanged_yaml_reused", EDITED, "unchanged YAML -> the finished run is reused, nothing retrained or "
-         "rewritten", unchanged_yaml_reused, fast=True),
-    Case("sid_table_modified_refused", EDITED, "upstream semantic_ids.npy rows permuted -> frozen-SID ranking run "
-         "refused, sha256 mismatch named", sid_table_modified, fast=True, timeout_s=120),
-    Case("concurrent_same_config_seed", CONCURRENT, "two run.py on one config+seed at once -> exactly one trains, both "
-         "end with the same report, no corrupted files", concurrent_same_run, timeout_s=300),
-    Case("concurrent_staggered_start", CONCURRENT, "second run.py started mid-training -> waits, does not retrain, "
-         "same report", concurrent_staggered, timeout_s=300),
-    Case("concurrent_two_seeds", CONCURRENT, "seeds 0 and 1 in two processes at once -> both train, two finished "
-         "runs", concurrent_two_seeds, timeout_s=300),
-]

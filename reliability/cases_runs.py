@@ -18,10 +18,12 @@ import numpy as np
 
 from reliability import synthetic
 from reliability.checks import expect_error, first_difference, verdict, without_timings
-from reliability.core import (Case, Completed, Outcome, Sandbox, describe, finished_runs, kill_group, one_line,
-                              run_folders, temporary_files)
+from reliability.core import (Case, Completed, Outcome, Sandbox, declare, describe, finished_runs, kill_group,
+                              one_line, run_folders, temporary_files)
 
 INTERRUPT, FORCE = "interrupt / resume", "--force"
+CASES: list[Case] = []
+interrupt, force = declare(CASES, INTERRUPT), declare(CASES, FORCE)
 TRAINING_LINE = "mmq.training.loop: sasrec "   # the loop logs one line per epoch trained in this process
 CLI_TIMEOUT = 120.0
 
@@ -138,6 +140,8 @@ def corrupted_files(root: Path) -> list[str]:
 # --- interrupt / resume ----------------------------------------------------------------------------
 
 
+@interrupt("resume_after_sigkill_bit_identical", "SIGKILL after epoch 1's state.pt, rerun -> resumes, metrics and "
+           "best.pt bit-identical to an uninterrupted run", timeout_s=240)
 def sigkill_resume(box: Sandbox) -> Outcome:
     """A SASRec run SIGKILLed right after its first state.pt, rerun: the same metrics and weights, bit for bit."""
     config = sasrec_world(box, epochs=6)
@@ -209,6 +213,8 @@ print("not killed")
 """
 
 
+@interrupt("kill_while_writing_artifact", "SIGKILL half-way through writing .npy / report.json / state.pt -> each "
+           "target still the previous complete file", timeout_s=90)
 def killed_while_writing(box: Sandbox) -> Outcome:
     """A process SIGKILLed half-way through writing a .npy, a report.json and a state.pt (the real writers)."""
     problems, notes = [], []
@@ -240,12 +246,13 @@ def killed_while_writing(box: Sandbox) -> Outcome:
                    + (f"; {', '.join(notes)}" if notes else ""))
 
 
+@interrupt("crash_leaves_no_done", "runner raises mid-run -> no DONE, no report.json; rerun resumes and equals a fresh "
+           "run", fast=True)
 def crash_leaves_no_done(box: Sandbox) -> Outcome:
     """A run whose runner raises in unit 2: no DONE, no report; the rerun resumes and equals a fresh run."""
-    with synthetic.probe_kind() as probe, box.active():
-        from mmq import registry
+    from mmq import registry
 
-        config = synthetic.probe_yaml(box.configs / "probe.yaml", epochs=4)
+    with synthetic.probe_world(box, epochs=4) as (probe, config):
         probe["fail_at_unit"] = 1
         outcome = expect_error(lambda: registry.run_or_load(config, 0, progress=False), types=(RuntimeError,),
                                names=["injected failure"])
@@ -256,8 +263,7 @@ def crash_leaves_no_done(box: Sandbox) -> Outcome:
         probe.update(fail_at_unit=None, units=0)
         resumed = registry.run_or_load(config, 0, progress=False)["metrics"]
         units_after = probe["units"]
-        with box.active(MMQ_CHECKPOINTS=box.root / "fresh"):
-            fresh = registry.run_or_load(config, 0, progress=False)["metrics"]
+        fresh = synthetic.fresh_metrics(box, config)
     if resumed != fresh:
         problems.append(f"resumed metrics differ from a fresh run at {first_difference(resumed, fresh)}")
     if units_after != 3:
@@ -268,47 +274,38 @@ def crash_leaves_no_done(box: Sandbox) -> Outcome:
 # --- --force ----------------------------------------------------------------------------------------
 
 
+@force("force_edited_matches_fresh", "--force after a YAML edit -> retrained from scratch, equal to a fresh run of the "
+       "new config", fast=True)
 def force_edited_matches_fresh(box: Sandbox) -> Outcome:
     """--force after editing the YAML (epochs 3 -> 4, rate 1 -> 2) equals a fresh run of the new config."""
-    from mmq import registry
-
-    with synthetic.probe_kind() as probe, box.active():
-        config = synthetic.probe_yaml(box.configs / "probe.yaml", epochs=3, rate=1.0)
-        registry.run_or_load(config, 0, progress=False)
-        synthetic.probe_yaml(config, epochs=4, rate=2.0)
-        probe["units"] = 0
-        forced = registry.run_or_load(config, 0, force=True, progress=False)["metrics"]
-        units = probe["units"]
-        with box.active(MMQ_CHECKPOINTS=box.root / "fresh"):
-            fresh = registry.run_or_load(config, 0, progress=False)["metrics"]
+    with synthetic.probe_world(box, epochs=3, rate=1.0) as (probe, config):
+        _, forced, units = synthetic.run_twice(config, probe, edit={"epochs": 4, "rate": 2.0}, force=True)
+        forced, fresh = forced["metrics"], synthetic.fresh_metrics(box, config)
     problems = [] if forced == fresh else [f"forced != fresh at {first_difference(forced, fresh)}"]
     if units != 4:
         problems.append(f"the forced run trained {units} units, not 4")
     return verdict(problems, f"forced run trained {units} units; metrics equal a fresh run of the edited config")
 
 
+@force("force_unchanged_retrains", "--force on an unchanged finished run -> every epoch retrained (not a 0-epoch "
+       "resume), a new report", fast=True)
 def force_unchanged_retrains(box: Sandbox) -> Outcome:
     """--force on a finished, unchanged config trains every unit again (no 0-unit resume of the old state)."""
-    from mmq import registry
-
-    with synthetic.probe_kind() as probe, box.active():
-        config = synthetic.probe_yaml(box.configs / "probe.yaml", epochs=3)
-        first = registry.run_or_load(config, 0, progress=False)
-        probe["units"] = 0
-        forced = registry.run_or_load(config, 0, force=True, progress=False)
-        units = probe["units"]
+    with synthetic.probe_world(box, epochs=3) as (probe, config):
+        first, forced, units = synthetic.run_twice(config, probe, force=True)
     problems = [] if units == 3 else [f"forced run trained {units} of 3 units"]
     if forced["metrics"] != first["metrics"]:
         problems.append(f"metrics differ at {first_difference(first['metrics'], forced['metrics'])}")
     return verdict(problems, f"forced run trained {units}/3 units; same metrics, a new report")
 
 
+@force("force_failure_keeps_previous", "--force that fails part-way -> previous report.json + DONE intact and still "
+       "reused", fast=True)
 def force_failure_keeps_previous(box: Sandbox) -> Outcome:
     """A forced rerun that raises part-way leaves the finished run (report.json + DONE) intact and readable."""
     from mmq import registry
 
-    with synthetic.probe_kind() as probe, box.active():
-        config = synthetic.probe_yaml(box.configs / "probe.yaml", epochs=3)
+    with synthetic.probe_world(box, epochs=3) as (probe, config):
         first = registry.run_or_load(config, 0, progress=False)
         folder = next(folder for folder in finished_runs(box.checkpoints))
         before = {name: (folder / name).read_bytes() for name in ("report.json", "DONE")}
@@ -334,6 +331,8 @@ def force_failure_keeps_previous(box: Sandbox) -> Outcome:
     return verdict(problems, f"forced rerun failed ({outcome.observed}); report.json + DONE unchanged and reused")
 
 
+@force("force_killed_keeps_previous", "run.py --force SIGKILLed mid-training -> previous report.json, DONE, best.pt "
+       "intact; plain rerun reuses them", timeout_s=240)
 def force_killed_keeps_previous(box: Sandbox) -> Outcome:
     """run.py --force SIGKILLed after its first state.pt: the finished run survives and is reused untouched."""
     config = sasrec_world(box)
@@ -357,24 +356,3 @@ def force_killed_keeps_previous(box: Sandbox) -> Outcome:
         problems.append("plain rerun printed another summary")
     return verdict(problems, f"--force killed after its first state.pt ({state.parent.name}); report.json, DONE, "
                              "best.pt unchanged; plain rerun reused them")
-
-
-# --- config edited after a run ---------------------------------------------------------------------
-
-
-CASES = [
-    Case("resume_after_sigkill_bit_identical", INTERRUPT, "SIGKILL after epoch 1's state.pt, rerun -> resumes, "
-         "metrics and best.pt bit-identical to an uninterrupted run", sigkill_resume, timeout_s=240),
-    Case("kill_while_writing_artifact", INTERRUPT, "SIGKILL half-way through writing .npy / report.json / state.pt -> "
-         "each target still the previous complete file", killed_while_writing, timeout_s=90),
-    Case("crash_leaves_no_done", INTERRUPT, "runner raises mid-run -> no DONE, no report.json; rerun resumes and "
-         "equals a fresh run", crash_leaves_no_done, fast=True),
-    Case("force_edited_matches_fresh", FORCE, "--force after a YAML edit -> retrained from scratch, equal to a fresh "
-         "run of the new config", force_edited_matches_fresh, fast=True),
-    Case("force_unchanged_retrains", FORCE, "--force on an unchanged finished run -> every epoch retrained (not a "
-         "0-epoch resume), a new report", force_unchanged_retrains, fast=True),
-    Case("force_failure_keeps_previous", FORCE, "--force that fails part-way -> previous report.json + DONE intact "
-         "and still reused", force_failure_keeps_previous, fast=True),
-    Case("force_killed_keeps_previous", FORCE, "run.py --force SIGKILLed mid-training -> previous report.json, DONE, "
-         "best.pt intact; plain rerun reuses them", force_killed_keeps_previous, timeout_s=240),
-]

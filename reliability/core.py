@@ -56,6 +56,20 @@ class Case:
     timeout_s: float = 60.0
 
 
+Check = Callable[["Sandbox"], Outcome]
+
+
+def declare(cases: list[Case], category: str) -> Callable[..., Callable[[Check], Check]]:
+    """A decorator for one category's checks: ``@case(name, expected, **options)`` appends
+    ``Case(name, category, expected, check, **options)`` to ``cases`` (in definition order), check unchanged."""
+    def case(name: str, expected: str, **options: Any) -> Callable[[Check], Check]:
+        def register(check: Check) -> Check:
+            cases.append(Case(name, category, expected, check, **options))
+            return check
+        return register
+    return case
+
+
 class CaseTimeout(Exception):
     """A check ran past its case's ``timeout_s``."""
 

@@ -228,6 +228,36 @@ def probe_yaml(path: Path, **overrides: Any) -> Path:
     return write_yaml(path, {"kind": PROBE_KIND, **overrides})
 
 
+@contextlib.contextmanager
+def probe_world(box, **overrides: Any) -> Iterator[tuple[dict, Path]]:
+    """The probe kind registered and the sandbox ``box`` active for the block, with ``configs/probe.yaml``
+    (``overrides``) written; yields (the probe's counters, the YAML's path)."""
+    with probe_kind() as probe, box.active():
+        yield probe, probe_yaml(box.configs / "probe.yaml", **overrides)
+
+
+def run_twice(config: Path, probe: dict, *, edit: dict[str, Any] | None = None, force: bool = False
+              ) -> tuple[dict, dict, int]:
+    """Inside :func:`probe_world`: run ``config`` (seed 0), rewrite its YAML with ``edit`` (when given), run it
+    again (``force``d or not); (first report, second report, units the second run trained)."""
+    from mmq import registry
+
+    first = registry.run_or_load(config, 0, progress=False)
+    if edit is not None:
+        probe_yaml(config, **edit)
+    probe["units"] = 0
+    second = registry.run_or_load(config, 0, force=force, progress=False)
+    return first, second, probe["units"]
+
+
+def fresh_metrics(box, config: Path) -> dict:
+    """Inside :func:`probe_world`: the metrics of a fresh run of ``config`` (seed 0) in checkpoints of its own."""
+    from mmq import registry
+
+    with box.active(MMQ_CHECKPOINTS=box.root / "fresh"):
+        return registry.run_or_load(config, 0, progress=False)["metrics"]
+
+
 # --- a tiny MMQ world: synthetic ratings + item modalities served to every run (in-process) --------
 
 TINY_MMQ = {"codebook_size": 8, "code_dim": 16, "gate_hidden_dim": 8, "decoder_hidden_dims": [16], "num_steps": 40,
