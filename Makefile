@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv reproduce test data-stats clean-cache
+.PHONY: venv reproduce test data-stats fault-matrix clean-cache
 
 venv: $(STAMP)
 
@@ -36,6 +36,9 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+fault-matrix: $(STAMP)
+	$(PY) scripts/fault_matrix.py
 
 data-stats: $(STAMP)
 	$(PY) scripts/prepare_data.py --all
