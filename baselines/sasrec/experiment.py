@@ -2,7 +2,8 @@
 
 One config + seed -> one run folder (``checkpoints/<experiment>/seed<k>/``) with ``best.pt`` and
 ``state.pt`` (git-ignored) and ``report.json``: valid and test next-item metrics at the
-validation-selected epoch, training speed and the evaluation history.
+validation-selected epoch, training speed and the evaluation history; ``per_event.npz`` keeps each
+valid / test event's target rank under the chosen weights (:mod:`mmq.metrics.per_event`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from baselines.sasrec.model import SASRec
-from baselines.sasrec.train import evaluate, load_best, train_sasrec
+from baselines.sasrec.train import load_best, score, train_sasrec
 from mmq.data import leave_one_out, load_dataset
+from mmq.metrics.per_event import next_item_arrays, save_per_event
+from mmq.recommenders.evaluation import NextItemEvaluation
 from mmq.recommenders.sequences import training_windows
 
 LOGGER = logging.getLogger(__name__)
@@ -76,8 +80,11 @@ def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress
     best = load_best(SASRec(**config.model_arguments(dataset.num_items)), result.best_path)
     device = "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
     best.to(device)
+    valid = score(best, *split.history_and_target("valid"), max_length=config.max_history, device=device)
     started = time.perf_counter()
-    test = evaluate(best, *split.history_and_target("test"), max_length=config.max_history, device=device)
+    scored_test = score(best, *split.history_and_target("test"), max_length=config.max_history, device=device)
+    test, test_eval_seconds = scored_test.metrics, round(time.perf_counter() - started, 2)
+    per_event = _save_per_event(run_directory, valid, scored_test, reported_valid=result.best_valid)
     evaluated_epochs = sum(1 for entry in result.history if "valid" in entry)
     LOGGER.info("sasrec best epoch %d: valid %s %.4f, test %.4f", result.best_epoch, config.selection_metric,
                 result.best_valid[config.selection_metric], test[config.selection_metric])
@@ -90,7 +97,7 @@ def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress
         "train_seconds": round(result.train_seconds, 2),
         "seconds_per_epoch": round(result.train_seconds / max(result.epochs_run, 1), 2),
         "train_targets_per_second": round(result.train_targets / max(result.train_seconds, 1e-9), 1),
-        "test_eval_seconds": round(time.perf_counter() - started, 2),
+        "test_eval_seconds": test_eval_seconds,
         "profile": config.profile,
         "device": device,
         "num_params": num_params,
@@ -99,7 +106,27 @@ def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress
         "num_threads": config.num_threads,
         "dataset": dataset.statistics(),
         "history": result.history,
+        "per_event": per_event,
     }
+
+
+def _save_per_event(directory: Path, valid: NextItemEvaluation, test: NextItemEvaluation, *,
+                    reported_valid: dict[str, float]) -> dict[str, Any]:
+    """Write the chosen model's per-event target ranks (:mod:`mmq.metrics.per_event`); return the report entry.
+
+    The reported validation metrics are those of the training-time validation of the chosen epoch;
+    ``valid`` re-scores the reloaded weights. They agree (same weights, same batches); if a device
+    ever made them differ, the entry says so rather than letting the file contradict the report.
+    """
+    users = {name: np.arange(len(scored.ranks)) for name, scored in (("valid", valid), ("test", test))}
+    arrays = next_item_arrays({"valid": valid.ranks, "test": test.ranks}, users, test.list_length)
+    entry = save_per_event(directory, arrays)
+    if valid.metrics != reported_valid:
+        LOGGER.warning("%s: the reloaded best weights score validation differently from the training-time "
+                       "validation (%s vs %s); per_event.npz holds the reloaded ones", directory, valid.metrics,
+                       reported_valid)
+        entry["differs_from_report"] = ["valid"]
+    return entry
 
 
 def run(config: SASRecConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 from baselines.sasrec.model import SASRec, next_item_loss
-from mmq.recommenders.evaluation import METRIC_KS, next_item_metrics, topk_excluding_history
+from mmq.recommenders.evaluation import METRIC_KS, NextItemEvaluation, score_ranked, topk_excluding_history
 from mmq.recommenders.sequences import TrainingWindows, iterate_batches, pad_histories
 from mmq.semantic_ids.base import save_torch_state
 from mmq.training import BEST_FILE, LoopSettings, TrainingTask, run_training
@@ -60,11 +60,17 @@ def rank_next_items(model: SASRec, histories: Sequence[np.ndarray], *, max_lengt
     return torch.cat(ranked).numpy()
 
 
+def score(model: SASRec, histories: Sequence[np.ndarray], targets: np.ndarray, *, max_length: int,
+          ks: tuple[int, ...] = METRIC_KS, device: torch.device | str = "cpu") -> NextItemEvaluation:
+    """Next-item metrics of ``model`` on (histories, targets) and each event's target rank in its top ``max(ks)``."""
+    ranked = rank_next_items(model, histories, max_length=max_length, k=max(ks), device=device)
+    return score_ranked(ranked, targets, ks=ks)
+
+
 def evaluate(model: SASRec, histories: Sequence[np.ndarray], targets: np.ndarray, *, max_length: int,
              ks: tuple[int, ...] = METRIC_KS, device: torch.device | str = "cpu") -> dict[str, float]:
     """Next-item metrics (``recall@k``, ``ndcg@k``, ...) of ``model`` on (histories, targets)."""
-    ranked = rank_next_items(model, histories, max_length=max_length, k=max(ks), device=device)
-    return next_item_metrics(ranked, targets, ks=ks)
+    return score(model, histories, targets, max_length=max_length, ks=ks, device=device).metrics
 
 
 class SASRecTask(TrainingTask):

@@ -7,6 +7,7 @@ seed as this run unless ``tokenizer_seed`` fixes one, and the table's sha256 is 
 With ``finetune: true`` (MMQ stage 2 on this task; causal backbone, MMQ or MA-RQ-VAE SIDs) the
 tokenizer of that run trains jointly with the generator (:mod:`mmq.generative.finetune`); the run
 folder then also receives the fine-tuned tokenizer, the re-derived SID table and its quality.
+Every run keeps each valid / test event's target rank in ``per_event.npz`` (:mod:`mmq.metrics.per_event`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from mmq.generative.causal import CausalSidRecommender
 from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer, load_resized
 from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.generative.t5_backbone import T5SidRecommender
-from mmq.generative.train import TrainingConfig, evaluate_split, fit, item_codes_lookup
+from mmq.generative.train import TrainingConfig, fit, item_codes_lookup, score_split
+from mmq.metrics.per_event import next_item_arrays, save_per_event
 from mmq.recommenders.evaluation import NextItemEvaluationConfig
 from mmq.recommenders.sequences import next_item_samples, training_windows
 from mmq.semantic_ids.base import load_torch_state
@@ -145,14 +147,16 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
         semantic_ids = np.load(directory / "semantic_ids.npy")  # the table the chosen epoch validated with
         trie = SemanticIdTrie(semantic_ids, codebook_sizes).to(device)
     lookup = item_codes_lookup(semantic_ids)
-    evaluation = {}
+    evaluation, ranks, users = {}, {}, {}
     for split_name in ("valid", "test"):  # test is read once, at the checkpoint chosen on validation
         histories, split_targets = split.history_and_target(split_name)
         started = time.perf_counter()
-        evaluation[split_name] = evaluate_split(model, lookup, trie, histories, split_targets,
-                                                max_history=config.max_history, evaluation=config.evaluation,
-                                                device=device)
+        scored = score_split(model, lookup, trie, histories, split_targets, max_history=config.max_history,
+                             evaluation=config.evaluation, device=device)
+        evaluation[split_name] = scored.metrics
         evaluation[f"{split_name}_users_per_second"] = round(len(histories) / (time.perf_counter() - started), 1)
+        ranks[split_name], users[split_name] = scored.ranks, np.arange(len(split_targets))  # one event per user
+    per_event = save_per_event(directory, next_item_arrays(ranks, users, scored.list_length))
     return {
         **evaluation,
         "training": summary,
@@ -164,6 +168,7 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
                          "codebook_sizes": list(codebook_sizes)},
         **({"finetuned": finetuned} if finetuned is not None else {}),
         **({"init_from": initialised} if initialised is not None else {}),
+        "per_event": per_event,
     }
 
 

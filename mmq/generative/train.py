@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from mmq.generative.beam_search import beam_search
 from mmq.generative.sid_trie import SemanticIdTrie
-from mmq.recommenders.evaluation import NextItemEvaluationConfig, drop_history_items, next_item_metrics
+from mmq.recommenders.evaluation import (NextItemEvaluation, NextItemEvaluationConfig, drop_history_items,
+                                         score_ranked)
 from mmq.recommenders.sequences import iterate_batches, length_bucketed_batches, pad_histories
 from mmq.semantic_ids.base import load_torch_state, save_torch_state
 from mmq.training import BEST_FILE, LoopSettings, TrainingTask, run_training
@@ -67,16 +68,25 @@ def generate_topk(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories: 
     return np.concatenate(outputs)
 
 
-def evaluate_split(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories: list[np.ndarray],
-                   targets: np.ndarray, *, max_history: int, evaluation: NextItemEvaluationConfig,
-                   device: torch.device, progress: bool = False) -> dict[str, float]:
-    """Recall/NDCG@k of beam-search retrieval (history items removed when ``evaluation`` asks)."""
+def score_split(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories: list[np.ndarray],
+                targets: np.ndarray, *, max_history: int, evaluation: NextItemEvaluationConfig,
+                device: torch.device, progress: bool = False) -> NextItemEvaluation:
+    """Recall/NDCG@k of beam-search retrieval (history items removed when ``evaluation`` asks) and each
+    event's target rank in the ``beam_size`` list it was scored on."""
     padded = pad_histories(histories, max_history)
     ranked = generate_topk(model, lookup, trie, padded, beam_size=evaluation.beam_size,
                            batch_size=evaluation.batch_size, device=device, progress=progress)
     if evaluation.exclude_history:
         ranked = drop_history_items(ranked, padded, evaluation.beam_size)
-    return next_item_metrics(ranked, targets, ks=evaluation.reported_ks)
+    return score_ranked(ranked, targets, ks=evaluation.reported_ks)
+
+
+def evaluate_split(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories: list[np.ndarray],
+                   targets: np.ndarray, *, max_history: int, evaluation: NextItemEvaluationConfig,
+                   device: torch.device, progress: bool = False) -> dict[str, float]:
+    """Recall/NDCG@k of beam-search retrieval (the metrics of :func:`score_split`)."""
+    return score_split(model, lookup, trie, histories, targets, max_history=max_history, evaluation=evaluation,
+                       device=device, progress=progress).metrics
 
 
 class GenerativeTask(TrainingTask):

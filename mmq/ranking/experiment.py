@@ -6,6 +6,8 @@ ablation); that run is built first if missing, with the same seed unless ``token
 one. With ``finetune: true`` the run folder also receives the fine-tuned tokenizer
 (``tokenizer/``, weights git-ignored), the re-derived SID table (``semantic_ids.npy`` + de-dup
 digit, sha256 in the report) and its quality, so a later downstream run can read those SIDs.
+Every run keeps each valid / test sample's logit, label, user and item in ``per_event.npz``
+(:mod:`mmq.metrics.per_event`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from mmq.finetune.objective import BehaviorFinetuneConfig
 from mmq import registry
 from mmq.finetune.runs import live_source, save_finetuned
 from mmq.finetune.sources import FrozenCodes, NoCodes
+from mmq.metrics.per_event import save_per_event
 from mmq.ranking.data import ranking_data
 from mmq.ranking.ppnet import ITEM_FEATURES, PPNet, PPNetConfig
-from mmq.ranking.train import RankingTrainingConfig, fit_ranking, predict, ranking_metrics
+from mmq.ranking.train import RankingTrainingConfig, fit_ranking, predict, ranking_metrics, ranking_split_arrays
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +93,16 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
     long_tail = data.long_tail_items(config.long_tail_fraction)
     metrics["training"] = fit_ranking(model, source, data, config.training, directory, seed=seed, progress=progress,
                                       finetuning=config.finetuning)
-    metrics["valid"] = ranking_metrics(data.splits["valid"], predict(model, source, data.splits["valid"]), long_tail)
+    scores = {"valid": predict(model, source, data.splits["valid"])}
+    metrics["valid"] = ranking_metrics(data.splits["valid"], scores["valid"], long_tail)
     started = time.perf_counter()
-    metrics["test"] = ranking_metrics(data.splits["test"], predict(model, source, data.splits["test"]), long_tail)
+    scores["test"] = predict(model, source, data.splits["test"])
+    metrics["test"] = ranking_metrics(data.splits["test"], scores["test"], long_tail)
     metrics["test_seconds"] = round(time.perf_counter() - started, 2)
+    arrays = {}
+    for split_name, split_scores in scores.items():
+        arrays.update(ranking_split_arrays(data.splits[split_name], split_scores, split_name))
+    metrics["per_event"] = save_per_event(directory, arrays)
     metrics["long_tail"] = {"fraction": config.long_tail_fraction, "num_head_items": len(long_tail["head"]),
                             "num_tail_items": len(long_tail["tail"]),
                             "max_tail_exposure": int(data.train_exposure[long_tail["tail"]].max()),

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from mmq.finetune.objective import BehaviorFinetuneConfig, stage2_loss, tokenizer_parameter_group
 from mmq.metrics import auc, gauc
+from mmq.metrics.per_event import ranking_arrays
 from mmq.ranking.data import RankingData, RankingSplit
 from mmq.semantic_ids.base import load_torch_state, save_torch_state
 from mmq.training import BEST_FILE, LoopSettings, TrainingTask, run_training
@@ -68,6 +69,11 @@ def ranking_metrics(split: RankingSplit, scores: np.ndarray, long_tail: dict[str
         metrics[f"auc_{name}"] = auc(labels, scores[rows]) if 0 < labels.sum() < len(labels) else float("nan")
         metrics[f"num_samples_{name}"] = int(rows.sum())
     return metrics
+
+
+def ranking_split_arrays(split: RankingSplit, scores: np.ndarray, name: str) -> dict[str, np.ndarray]:
+    """Per-sample logits, labels, users and items of ``split`` in the per-event format (``<name>_score``, ...)."""
+    return ranking_arrays(name, scores=scores, labels=split.labels, users=split.users, items=split.items)
 
 
 class RankingTask(TrainingTask):
