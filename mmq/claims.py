@@ -9,15 +9,24 @@ how the sentence reads is a :class:`ClaimStyle`:
   +0.0015 (+4%), larger than either row's std (n = 3 / 3 seeds).``
 - :data:`HELD` (ranking tables): ``Claim '...': HELD on test AUC: <row> vs strongest other '<row>',
   gap +0.0002 (gap within one seed std).`` plus the rows that beat the candidate when it fails.
+
+Given a paired :class:`~mmq.metrics.intervals.Interval` of the candidate minus the strongest other row over
+the same test events, the line adds ``; paired 95% CI of the difference [low, high] over N test events
+(S seeds each), minimum detectable effect M: holds|fails|unresolved``. :class:`ClaimIntervals` computes
+those intervals from the runs' per-event results (``per_event.npz`` beside ``report.json``) and gives
+None while any run of the two rows lacks them, so a line without per-event results reads as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 from typing import Mapping, Sequence
 
-from mmq.tables import format_value
+from mmq import registry
+from mmq.metrics.intervals import Interval, verdict
+from mmq.tables import format_value, paired_interval
 
 # how the gap compares with the seed std of the two rows
 NO_STD, BEYOND, WITHIN_ONE, WITHIN_BOTH = "no_std", "beyond", "within_one", "within_both"
@@ -79,12 +88,33 @@ def spread_of(gap: float, stds: Sequence[float]) -> str:
     return WITHIN_BOTH if len(spreads) == len(stds) and abs(gap) <= min(spreads) else WITHIN_ONE
 
 
+def strongest_other(rows: Sequence[dict], others: Sequence[str], metric: str) -> str | None:
+    """The label in ``others`` whose test row of ``metric`` has the highest mean (the first on a tie; None when
+    none has a row): the row a claim line compares its candidate with."""
+    present = [(label, found) for label, found in ((label, our_test_row(rows, label, metric)) for label in others)
+               if found is not None]
+    return max(present, key=lambda pair: pair[1]["mean"])[0] if present else None
+
+
+def interval_clause(interval: Interval) -> str:
+    """``paired 95% CI of the difference [low, high] over N test events (S seeds each), minimum detectable
+    effect M: holds|fails|unresolved`` (``over N test events of U users`` when users were resampled)."""
+    seeds = (f"{interval.num_seeds_a} seeds each" if interval.num_seeds_a == interval.num_seeds_b
+             else f"{interval.num_seeds_a} / {interval.num_seeds_b} seeds")
+    users = f" of {interval.num_clusters:,} users" if interval.num_clusters is not None else ""
+    return (f"paired {interval.confidence:.0%} CI of the difference [{interval.low:+.4f}, {interval.high:+.4f}] "
+            f"over {interval.num_events:,} test events{users} ({seeds}), minimum detectable effect "
+            f"{interval.mde:.4f}: {verdict(interval)}")
+
+
 def claim_line(rows: Sequence[dict], claim: str, candidate: str, others: Sequence[str], *, metric: str,
-               style: ClaimStyle) -> str:
+               style: ClaimStyle, interval: Interval | None = None) -> str:
     """``Claim <claim>: <verdict> ...``: does ``candidate`` beat the strongest of ``others`` on test ``metric``?
 
     ``rows`` are a table's long-format rows; only our test rows of ``metric`` are read. A claim whose
     candidate or every other row has no finished run is reported as not tested, naming what is missing.
+    ``interval``: the paired interval of the candidate minus :func:`strongest_other` on the same test events;
+    given, the line ends with :func:`interval_clause` (its verdict is the claim's; the mean gap is descriptive).
     """
     quoted = f"Claim {style.quote}{claim}{style.quote}"
     row = our_test_row(rows, candidate, metric)
@@ -105,4 +135,44 @@ def claim_line(rows: Sequence[dict], claim: str, candidate: str, others: Sequenc
         relative=f" ({gap / strongest['mean']:+.0%})" if strongest["mean"] else "",
         spread=style.spreads[spread_of(gap, (row["std"], strongest["std"]))],
         n=row["n_seeds"], n_other=strongest["n_seeds"], beaten_by=beaten_by)
+    if interval is not None:
+        body = f"{body}; {interval_clause(interval)}"
     return f"{quoted}: {body}."
+
+
+class ClaimIntervals:
+    """The paired intervals of one table's claims: its rows' ``(label, experiment YAML)`` pairs and the
+    collected reports per label (:func:`mmq.tables.collect`), read from the runs' per-event results on demand."""
+
+    def __init__(self, rows: Sequence[tuple[str, str]], reports: Mapping[str, Sequence[dict]], *,
+                 num_resamples: int = 2000, seed: int = 0):
+        self.configs = dict(rows)
+        self.reports = reports
+        self.num_resamples, self.seed = num_resamples, seed
+        self._cache: dict[tuple[str, str, str], Interval | None] = {}
+
+    def _has_per_event(self, label: str) -> bool:
+        runs = self.reports.get(label, ())
+        return bool(runs) and all("per_event" in report["metrics"] for report in runs)
+
+    def _directories(self, label: str) -> list[Path]:
+        return [registry.run_directory(self.configs[label], report["seed"]) for report in self.reports[label]]
+
+    def between(self, candidate: str, other: str, metric: str) -> Interval | None:
+        """Row ``candidate`` minus row ``other`` on test ``metric``; None while either lacks per-event results."""
+        key = (candidate, other, metric)
+        if key not in self._cache:
+            if not (self._has_per_event(candidate) and self._has_per_event(other)):
+                self._cache[key] = None  # run folders are only resolved once both rows recorded per-event results
+            else:
+                self._cache[key] = paired_interval(
+                    self.reports[candidate], self._directories(candidate), self.reports[other],
+                    self._directories(other), metric, num_resamples=self.num_resamples, seed=self.seed)
+        return self._cache[key]
+
+    def for_claim(self, rows: Sequence[dict], candidate: str, others: Sequence[str], metric: str) -> Interval | None:
+        """The interval :func:`claim_line` reports: ``candidate`` minus the strongest of ``others`` in ``rows``."""
+        other = strongest_other(rows, others, metric)
+        if other is None or our_test_row(rows, candidate, metric) is None:
+            return None
+        return self.between(candidate, other, metric)

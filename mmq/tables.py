@@ -1,5 +1,6 @@
 """What every table script shares: its options, collecting runs through the registry, writing
-long-format CSV + Markdown atomically, and the README result blocks.
+long-format CSV + Markdown atomically, the README result blocks, and the paired interval of two rows
+from their runs' per-event results (:func:`paired_interval`).
 
 CSV columns (one row per number): ``table,dataset,method,split,metric,mean,std,n_seeds,source``
 with ``source`` in {ours, paper, peer}.
@@ -17,6 +18,10 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from mmq import artifacts, registry
+from mmq.metrics.per_event import load_per_event
+from mmq.metrics.classification import auc, gauc
+from mmq.metrics.intervals import (Interval, ndcg_at_k_per_event, paired_bootstrap, paired_bootstrap_auc,
+                                   paired_bootstrap_gauc, recall_at_k_per_event)
 from mmq.runs import REPOSITORY_ROOT
 
 CSV_COLUMNS = ("table", "dataset", "method", "split", "metric", "mean", "std", "n_seeds", "source")
@@ -188,3 +193,78 @@ def output_name(base: str, dataset: str, default_dataset: str, name: str | None 
     if name:
         return name
     return base if dataset == default_dataset else f"{base}_{dataset}"
+
+
+# --- paired intervals from per-event results ---------------------------------------------------
+
+RANK_METRICS = {"ndcg": ndcg_at_k_per_event, "recall": recall_at_k_per_event}  # <name>@<k> from ranks
+SCORE_METRICS = {"auc": paired_bootstrap_auc, "gauc": paired_bootstrap_gauc}  # from scores, resampling users
+REPORT_TOLERANCE = 1e-4  # per-event results must reproduce the report's value (float32 scores round a little)
+
+
+def per_event_runs(reports: Sequence[dict], directories: Sequence[Path]) -> list[dict[str, np.ndarray]] | None:
+    """The per-event arrays of every run of a row (one report and run folder per seed); None when any lacks them."""
+    if len(reports) != len(directories):
+        raise ValueError(f"{len(reports)} reports but {len(directories)} run folders")
+    if not reports or any("per_event" not in report["metrics"] for report in reports):
+        return None
+    runs = [load_per_event(directory, report["metrics"]) for report, directory in zip(reports, directories)]
+    return None if any(run is None for run in runs) else runs
+
+
+def _same_events(runs: Sequence[dict], directories: Sequence[Path], names: Sequence[str]) -> None:
+    """Every run scored the same events in the same order (equal ``names`` arrays), else a ValueError."""
+    first = runs[0]
+    for run, directory in zip(runs, directories):
+        for name in names:
+            if name not in run:
+                raise ValueError(f"{directory}: per-event results lack {name!r} (have {sorted(run)})")
+            if not np.array_equal(run[name], first[name]):
+                raise ValueError(f"{directory} and {directories[0]} did not evaluate the same test events "
+                                 f"({name} differs): the rows cannot be compared event by event")
+
+
+def _check_report(value: float, report: dict, directory: Path, split: str, metric: str) -> None:
+    """The per-event results reproduce the value the run reported (else they are not that run's)."""
+    reported = report["metrics"][split][metric]
+    if abs(value - reported) > REPORT_TOLERANCE:
+        raise ValueError(f"{directory}: per-event {split} {metric} {value:.6f} differs from the reported "
+                         f"{reported:.6f}")
+
+
+def paired_interval(reports_a: Sequence[dict], directories_a: Sequence[Path], reports_b: Sequence[dict],
+                    directories_b: Sequence[Path], metric: str, *, split: str = "test", num_resamples: int = 2000,
+                    seed: int = 0) -> Interval | None:
+    """Paired interval of ``metric`` (``ndcg@K``, ``recall@K``, ``auc``, ``gauc``) of row a minus row b over
+    the test events both rows scored, from every seed's per-event results.
+
+    None when any run lacks per-event results or the metric has no per-event form (e.g. ``auc_tail``).
+    Rows that did not evaluate the same events in the same order, or per-event results that do not
+    reproduce a run's reported value, are errors.
+    """
+    name, _, cutoff = metric.partition("@")
+    if not ((name in RANK_METRICS and cutoff.isdigit()) or (metric in SCORE_METRICS)):
+        return None
+    runs_a, runs_b = per_event_runs(reports_a, directories_a), per_event_runs(reports_b, directories_b)
+    if runs_a is None or runs_b is None:
+        return None
+    runs, reports, directories = [*runs_a, *runs_b], [*reports_a, *reports_b], [*directories_a, *directories_b]
+    if metric in SCORE_METRICS:
+        _same_events(runs, directories, [f"{split}_user", f"{split}_item", f"{split}_label"])
+        labels, users = runs[0][f"{split}_label"], runs[0][f"{split}_user"]
+        for run, report, directory in zip(runs, reports, directories):
+            scores = run[f"{split}_score"]
+            value = auc(labels, scores) if metric == "auc" else gauc(users, labels, scores)["gauc"]
+            _check_report(value, report, directory, split, metric)
+        scores_a, scores_b = ([run[f"{split}_score"] for run in row] for row in (runs_a, runs_b))
+        return SCORE_METRICS[metric](np.stack(scores_a), np.stack(scores_b), labels, users,
+                                     num_resamples=num_resamples, seed=seed)
+    _same_events(runs, directories, [f"{split}_user"])
+    k, values = int(cutoff), []
+    for run, report, directory in zip(runs, reports, directories):
+        if k > int(run["k"]):
+            raise ValueError(f"{directory}: {metric} needs the top {k}, the per-event ranks cover the top {run['k']}")
+        values.append(RANK_METRICS[name](run[f"{split}_rank"], k))
+        _check_report(float(values[-1].mean()), report, directory, split, metric)
+    return paired_bootstrap(np.stack(values[:len(runs_a)]), np.stack(values[len(runs_a):]),
+                            num_resamples=num_resamples, seed=seed)

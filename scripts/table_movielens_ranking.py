@@ -14,7 +14,7 @@ from __future__ import annotations
 import baselines  # noqa: F401  (registers the baseline tokenizer kinds)
 from mmq.cli import setup
 
-from mmq.claims import HELD, claim_line
+from mmq.claims import HELD, ClaimIntervals, claim_line
 from mmq.ranking.table import (BASELINES, MMQ_FULL, MMQ_STAGE1, README_COLUMNS, ROWS, SERIES, TABLES, grid, paper_rows,
                                plot_ranking, plot_series, table_rows)
 from mmq.tables import (collect, is_default_output, missing_note, parse_arguments, tables_dir, write_readme_block,
@@ -34,23 +34,28 @@ MODEL = ("PPNet (`mmq.ranking.ppnet`): user-ID and item-ID embeddings (32), SID 
          "0.5 L_aux) and report the re-derived SIDs' quality; `changed_items` = fraction of items whose SID moved.")
 
 
-def notes_for(table: str, ours: list[dict], missing: list[str]) -> list[str]:
-    """Protocol, model and the paper's claims as tested on these rows."""
+def notes_for(table: str, ours: list[dict], missing: list[str],
+              intervals: ClaimIntervals | None = None) -> list[str]:
+    """Protocol, model and the paper's claims as tested on these rows (with ``intervals``: the paired
+    interval of each claim whose rows have per-event results)."""
+    def claim(text: str, candidate: str, others: list[str], metric: str = "auc") -> str:
+        interval = intervals.for_claim(ours, candidate, others, metric) if intervals else None
+        return claim_line(ours, text, candidate, others, metric=metric, style=HELD, interval=interval)
+
     notes = [PROTOCOL, MODEL]
     if table == "ranking":
-        notes.append(claim_line(ours, "MMQ above the best MA/MS baseline (AUC)", f"PPNet + {MMQ_FULL}",
-                                [f"PPNet + {label}" for label, _ in BASELINES], metric="auc", style=HELD))
-        notes.append(claim_line(ours, "MMQ above the best MA/MS baseline (GAUC)", f"PPNet + {MMQ_FULL}",
-                                [f"PPNet + {label}" for label, _ in BASELINES], metric="gauc", style=HELD))
-        notes.append(claim_line(ours, "SIDs help the long tail: MMQ above PPNet-ItemID on tail items",
-                                f"PPNet + {MMQ_FULL}", ["PPNet-ItemID"], metric="auc_tail", style=HELD))
+        notes.append(claim("MMQ above the best MA/MS baseline (AUC)", f"PPNet + {MMQ_FULL}",
+                           [f"PPNet + {label}" for label, _ in BASELINES]))
+        notes.append(claim("MMQ above the best MA/MS baseline (GAUC)", f"PPNet + {MMQ_FULL}",
+                           [f"PPNet + {label}" for label, _ in BASELINES], metric="gauc"))
+        notes.append(claim("SIDs help the long tail: MMQ above PPNet-ItemID on tail items", f"PPNet + {MMQ_FULL}",
+                           ["PPNet-ItemID"], metric="auc_tail"))
         notes.append("Reference rows `paper: ...` are the MMQ paper's industrial ranking numbers (a different, "
                      "much larger dataset): compare orderings, not values.")
     elif table == "ablation":
         for label in ("w/o cosine quantizer (L2 lookup)", "w/o L_aux", "w/o L_ortho", "w/o behavior fine-tuning"):
-            notes.append(claim_line(ours, f"full MMQ above '{label}'", MMQ_FULL, [label], metric="auc", style=HELD))
-        notes.append(claim_line(ours, "behavior fine-tuning helps RQ-VAE too", "MA-RQ-VAE + behavior fine-tuning",
-                                ["MA-RQ-VAE"], metric="auc", style=HELD))
+            notes.append(claim(f"full MMQ above '{label}'", MMQ_FULL, [label]))
+        notes.append(claim("behavior fine-tuning helps RQ-VAE too", "MA-RQ-VAE + behavior fine-tuning", ["MA-RQ-VAE"]))
         notes.append("The paper's ablation is measured on industrial generative retrieval (R@5 / N@5); ours on "
                      f"MovieLens ranking AUC. 'w/o behavior fine-tuning' = '{MMQ_STAGE1}'. Ablation SID runs are "
                      "experiments/mmq/movielens_mmq_<ablation>.yaml, each followed by the same fine-tuning.")
@@ -63,9 +68,9 @@ def notes_for(table: str, ours: list[dict], missing: list[str]) -> list[str]:
                      "specific-only n/2 text + n/2 image experts, n = 4-10, each behavior-fine-tuned; the paper: "
                      "specific-only never catches up (figure, no numbers).")
         for count in (4, 6, 8, 10):
-            notes.append(claim_line(ours, f"shared + specific above specific-only at {count} experts",
-                                    f"2 shared + {count - 2} specific ({count} experts)",
-                                    [f"specific-only ({count} experts)"], metric="auc", style=HELD))
+            notes.append(claim(f"shared + specific above specific-only at {count} experts",
+                               f"2 shared + {count - 2} specific ({count} experts)",
+                               [f"specific-only ({count} experts)"]))
     return notes + missing_note(missing)
 
 
@@ -78,15 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     for table, name in TABLES.items():
         rows = [row for row in ROWS if row.table == table]
         seeds = arguments.seeds[:1] if table in SERIES else arguments.seeds
-        reports, missing = collect([(row.label, row.config) for row in rows], seeds,
-                                   no_train=arguments.no_train, force=arguments.force)
+        labelled = [(row.label, row.config) for row in rows]
+        reports, missing = collect(labelled, seeds, no_train=arguments.no_train, force=arguments.force)
         ours = table_rows(table, {row: reports.get(row.label, []) for row in rows})
         references = paper_rows(table, reference)
         title = {"ranking": "MovieLens ranking (PPNet) and SID quality — paper table A",
                  "ablation": "MovieLens ablation (ranking AUC) — paper table D",
                  "sid_length": "MovieLens: SID length 6-18 (MMQ + behavior fine-tuning)",
                  "experts": "MovieLens: shared + specific vs specific-only experts (MMQ + behavior fine-tuning)"}[table]
-        markdown = "\n".join([f"# {title}", "", *notes_for(table, ours, missing), "", grid([*ours, *references]), ""])
+        notes = notes_for(table, ours, missing, ClaimIntervals(labelled, reports))
+        markdown = "\n".join([f"# {title}", "", *notes, "", grid([*ours, *references]), ""])
         write_table(name, [*ours, *references], markdown, output)
         if is_default_output(arguments.output_dir):
             write_readme_block(name, grid([*ours, *references], columns=README_COLUMNS))

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from mmq.claims import BEATS, claim_line
+from mmq.claims import BEATS, ClaimIntervals, claim_line
 from mmq.tables import format_value, is_default_output, markdown_grid, metric_row, write_readme_block, write_table
 
 METRICS = ("recall@5", "recall@10", "ndcg@5", "ndcg@10")
@@ -27,10 +27,17 @@ def mean_train_seconds(reports: dict[str, list[dict]]) -> dict[str, float]:
 
 
 def claim_lines(ours: Sequence[dict], claims: Sequence[tuple[str, Sequence[str], str]],
-                metric: str = GAP_METRIC) -> list[str]:
-    """One line per ``(candidate, others, what)``: does the candidate beat ``what`` (the best of ``others``)?"""
-    return [claim_line(ours, f"{candidate} beats {what} on test {metric}", candidate, others, metric=metric,
-                       style=BEATS) for candidate, others, what in claims]
+                metric: str = GAP_METRIC, intervals: ClaimIntervals | None = None) -> list[str]:
+    """One line per ``(candidate, others, what)``: does the candidate beat ``what`` (the best of ``others``)?
+
+    With ``intervals``, a line whose rows have per-event results also gives the paired interval and its verdict.
+    """
+    lines = []
+    for candidate, others, what in claims:
+        interval = intervals.for_claim(ours, candidate, others, metric) if intervals else None
+        lines.append(claim_line(ours, f"{candidate} beats {what} on test {metric}", candidate, others, metric=metric,
+                                style=BEATS, interval=interval))
+    return lines
 
 
 def run_rows(table: str, dataset: str, method: str, reports: Sequence[dict]) -> list[dict]:
