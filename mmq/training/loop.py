@@ -23,6 +23,7 @@ validation has happened. Without a ``directory`` nothing is written (an in-memor
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 import time
@@ -65,12 +66,13 @@ class LoopResult(NamedTuple):
     stopped_early: bool              # patience ran out before max_units
 
 
-class TrainingTask:
-    """The task-specific half of a training loop; subclasses override what their loop needs."""
+class TrainingTask(abc.ABC):
+    """The task-specific half of a training loop: ``train_unit`` always; ``evaluate`` and ``save_best``
+    for tasks that select on validation (``LoopSettings.selection_metric`` set)."""
 
+    @abc.abstractmethod
     def train_unit(self, index: int) -> dict[str, Any]:
         """Train unit ``index`` (0-based); returns its history fields (e.g. mean losses)."""
-        raise NotImplementedError
 
     def unit_record(self, number: int, fields: dict[str, Any], seconds: float) -> dict[str, Any]:
         """The history record of unit ``number`` (1-based) from its fields and wall time."""
@@ -78,7 +80,7 @@ class TrainingTask:
 
     def evaluate(self, index: int) -> dict[str, Any]:
         """Validation metrics after unit ``index`` (must hold the loop's ``selection_metric``)."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} has no validation: run it with an empty selection_metric")
 
     def evaluation_record(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """The fields a validation adds to its unit's history record."""
@@ -86,7 +88,7 @@ class TrainingTask:
 
     def save_best(self, path: Path, number: int, metrics: dict[str, Any]) -> None:
         """Write the current weights as the best ones to ``path`` (atomically)."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} keeps no best weights: run it with an empty selection_metric")
 
     def checkpointed(self) -> dict[str, Any]:
         """The objects with a ``state_dict`` a resumed run needs (models unwrapped, optimisers, schedulers)."""
