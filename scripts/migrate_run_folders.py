@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                                   for item in kind.upstream(config)}
             report["datasets"] = {key: current_fingerprint(key) for key in sorted(dataset_keys(current))}
             migration: dict[str, Any] = {"from": str(old.relative_to(REPOSITORY_ROOT))}
+            if "migration" in report:  # an earlier re-keying: keep its record
+                migration["previous"] = report["migration"]
             if report["config"] != current:
                 migration["recorded_config"] = report["config"]
             if filled:
