@@ -34,13 +34,14 @@ BASELINE_FIELDS = ("method", "fusion", "code_length", "codebook_size", "rq_vae_s
 
 
 def renamed(kind: str, recorded: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """``recorded`` in today's field layout (the renames made when the registry and run identities landed)."""
+    """``recorded`` in today's field layout (the renames made when the registry and run identities landed);
+    a config already in today's layout is returned as it is."""
     config = copy.deepcopy(recorded)
     inputs = config.get("inputs")
     if isinstance(inputs, dict):
         if "second_modality" in inputs:
             inputs["modalities"] = ["text", inputs.pop("second_modality")]
-        if inputs.pop("tower_run", TOWER_RUN) == TOWER_RUN:
+        if "tower_run" in inputs and inputs.pop("tower_run") == TOWER_RUN:
             inputs.update(image_tower=TOWER_CONFIG, image_tower_seed=0)
     if kind == "mmq_tokenizer":
         if config.get("method", "mmq") == "mmq":
@@ -49,16 +50,16 @@ def renamed(kind: str, recorded: dict[str, Any], current: dict[str, Any]) -> dic
         config.get("mmq", {}).setdefault("expert_type", "mlp")
     if kind == "multimodal_sid_tokenizer":
         config.pop("mmq", None)
-    if kind == "ranking":
-        training = config.get("training", {})
+    if kind == "ranking" and any(name in config.get("training", {}) for name in STAGE2_FIELDS):
+        training = config["training"]
         config["finetuning"] = {name: training.pop(name) for name in STAGE2_FIELDS if name in training}
-    if kind == "generative":
+    if kind == "generative" and "evaluation" not in config:
         training = config.get("training", {})
         config["evaluation"] = {"beam_size": training.pop("beam_size", 20),
                                 "batch_size": training.pop("eval_batch_size", 1024),
                                 "exclude_history": config.pop("exclude_history", True),
                                 "ks": current["evaluation"]["ks"]}
-    if kind == "clip_retrieval" and config.pop("tower_run", "").startswith("ch7/myntra_image_tower/seed"):
+    if kind == "clip_retrieval" and str(config.pop("tower_run", "")).startswith("ch7/myntra_image_tower/seed"):
         config.update(image_tower=TOWER_CONFIG, tower_seed=None)
     return config
 
