@@ -1,4 +1,4 @@
-"""Quality diagnostics for semantic IDs (SIDs): entropy, codebook utilisation and collisions."""
+"""Quality diagnostics for semantic IDs (SIDs): entropy, utilisation, balance and collisions (docs/method.md §3.3)."""
 
 from __future__ import annotations
 
@@ -83,11 +83,64 @@ def collision_rate(codes: np.ndarray) -> float:
     return float(np.mean(counts[inverse.ravel()] > 1))
 
 
+def code_perplexity(codes: np.ndarray) -> np.ndarray:
+    """exp(entropy) of each position's code distribution, shape [code_length]: the effective number of codes."""
+    return np.exp(code_entropy(codes))
+
+
+def largest_bucket(codes: np.ndarray) -> np.ndarray:
+    """Items holding each position's most common code, shape [code_length] (int64)."""
+    codes = _validate_codes(codes)
+    return np.array([np.bincount(codes[:, position]).max() for position in range(codes.shape[1])], dtype=np.int64)
+
+
+def gini_coefficient(sizes: np.ndarray) -> float:
+    """Gini coefficient of non-negative bucket sizes: 0 for equal buckets, (n-1)/n for one full bucket of n.
+
+    Mean absolute difference over all ordered pairs divided by twice the mean,
+    ``sum_ij |x_i - x_j| / (2 n^2 mean(x))``, computed from the sorted sizes.
+    """
+    sizes = np.sort(np.asarray(sizes, dtype=np.float64))
+    if sizes.ndim != 1 or sizes.size == 0 or (sizes < 0).any() or sizes.sum() == 0:
+        raise ValueError("gini_coefficient needs a non-empty 1-D array of non-negative sizes with a positive sum")
+    count = sizes.size
+    ranks = np.arange(1, count + 1)
+    return float(2.0 * np.sum(ranks * sizes) / (count * sizes.sum()) - (count + 1) / count)
+
+
+def bucket_gini(codes: np.ndarray, codebook_size: int | Sequence[int]) -> np.ndarray:
+    """Gini coefficient of each position's bucket sizes over all K codes (unused codes count as 0), [code_length]."""
+    codes = _validate_codes(codes)
+    sizes = _codebook_sizes(codes, codebook_size)
+    return np.array([gini_coefficient(np.bincount(codes[:, position], minlength=int(sizes[position])))
+                     for position in range(codes.shape[1])])
+
+
+def largest_prefix_bucket(codes: np.ndarray) -> np.ndarray:
+    """Items sharing the most common prefix of length 1, 2, ..., code_length, shape [code_length] (int64).
+
+    The last entry is the largest group of items with the same full SID; the values never increase.
+    """
+    codes = _validate_codes(codes)
+    return np.array([np.unique(codes[:, :level], axis=0, return_counts=True)[1].max()
+                     for level in range(1, codes.shape[1] + 1)], dtype=np.int64)
+
+
 def semantic_id_quality(codes: np.ndarray, codebook_size: int | Sequence[int]) -> dict[str, float | int | list]:
-    """JSON-serialisable summary of entropy, utilisation and collisions for a set of semantic IDs."""
+    """JSON-serialisable summary of entropy, utilisation, bucket balance and collisions for a set of semantic IDs.
+
+    Balance keys (per position and their mean over positions): ``perplexity`` = exp(entropy),
+    ``largest_bucket`` (items holding the most common code; ``_fraction`` of all items) and ``gini``
+    (of bucket sizes over all K codes); per prefix level 1..L, ``largest_prefix_bucket``.
+    """
     codes = _validate_codes(codes)
     entropy = code_entropy(codes)
     utilization = codebook_utilization(codes, codebook_size)
+    perplexity = np.exp(entropy)
+    largest = largest_bucket(codes)
+    largest_fraction = largest / codes.shape[0]
+    gini = bucket_gini(codes, codebook_size)
+    largest_prefix = largest_prefix_bucket(codes)
     return {
         "entropy_mean": float(entropy.mean()),
         "entropy_per_position": [float(value) for value in entropy],
@@ -96,4 +149,14 @@ def semantic_id_quality(codes: np.ndarray, codebook_size: int | Sequence[int]) -
         "collision_rate": collision_rate(codes),
         "unique_ids": num_unique_ids(codes),
         "num_items": int(codes.shape[0]),
+        "perplexity_mean": float(perplexity.mean()),
+        "perplexity_per_position": [float(value) for value in perplexity],
+        "largest_bucket_mean": float(largest.mean()),
+        "largest_bucket_per_position": [int(value) for value in largest],
+        "largest_bucket_fraction_mean": float(largest_fraction.mean()),
+        "largest_bucket_fraction_per_position": [float(value) for value in largest_fraction],
+        "gini_mean": float(gini.mean()),
+        "gini_per_position": [float(value) for value in gini],
+        "largest_prefix_bucket_per_level": [int(value) for value in largest_prefix],
+        "largest_prefix_bucket_fraction_per_level": [float(value) / codes.shape[0] for value in largest_prefix],
     }

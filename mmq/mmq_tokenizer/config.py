@@ -20,6 +20,8 @@ import dataclasses
 
 from mmq.mmq_tokenizer.experts import expert_type_class
 
+ORTHOGONALITY_SCOPES = ("within_group", "cross_group")  # MMQConfig.orthogonality_scope values (docs §2.6.3)
+
 
 @dataclasses.dataclass(frozen=True)
 class MMQConfig:
@@ -41,6 +43,7 @@ class MMQConfig:
     reconstruction_weight: float = 12.0               # [paper]
     auxiliary_weight: float = 10.0                    # [paper]; 0 = "w/o L_aux"
     orthogonality_weight: float = 0.005               # [paper]; 0 = "w/o L_ortho"
+    orthogonality_scope: str = "within_group"         # "within_group" [paper] | "cross_group": one Gram over all experts [ours]
     codebook_update: str = "loss"                     # "loss" (VQ codebook term) | "ema" | "none" [choice]
     codebook_weight: float = 1.0                      # ||sg(z_i) - q_i||^2 weight [choice]
     commitment_weight: float = 0.25                   # beta * ||z_i - sg(q_i)||^2 [choice, VQ-VAE default]
@@ -71,6 +74,9 @@ class MMQConfig:
         expert_type_class(self.expert_type)  # unknown names: ValueError listing the valid ones
         if self.lookup not in ("cosine", "l2"):
             raise ValueError(f"lookup must be 'cosine' or 'l2', got {self.lookup!r}")
+        if self.orthogonality_scope not in ORTHOGONALITY_SCOPES:
+            raise ValueError(f"unknown orthogonality_scope {self.orthogonality_scope!r}; "
+                             f"valid scopes: {list(ORTHOGONALITY_SCOPES)}")
         if self.codebook_update not in ("loss", "ema", "none"):
             raise ValueError(f"codebook_update must be 'loss', 'ema' or 'none', got {self.codebook_update!r}")
         if self.codebook_size < 2 or self.code_dim < 1 or self.num_steps < 1 or self.batch_size < 1:

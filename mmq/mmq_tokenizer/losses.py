@@ -12,7 +12,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from mmq.mmq_tokenizer.config import MMQConfig
+from mmq.mmq_tokenizer.config import ORTHOGONALITY_SCOPES, MMQConfig
 
 
 def squared_error(target: Tensor, prediction: Tensor) -> Tensor:
@@ -31,16 +31,26 @@ def auxiliary_loss(inputs: Mapping[str, Tensor], reconstructions: Mapping[str, T
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
 
-def orthogonality_loss(groups: list[Tensor]) -> Tensor:
+def orthogonality_loss(groups: list[Tensor], *, scope: str = "within_group") -> Tensor:
     """L_ortho = sum_groups ||V V^T - I||_F^2, V = row-normalised flattened W_i (MMQ eq. L_ortho).
 
     ``groups``: one ``[experts, ...]`` stack of final expert weights per group (shared, each
     modality's specific experts; ``[experts, d, d]`` for the MLP experts), each expert's weight
-    flattened to v_i. A group of one expert contributes 0.
+    flattened to v_i. A group of one expert contributes 0. ``scope="cross_group"`` [ours] stacks
+    every group's experts into one V instead (one Gram matrix, pairs across groups penalised too);
+    the flattened weights must then have one common width.
     """
+    if scope not in ORTHOGONALITY_SCOPES:
+        raise ValueError(f"unknown orthogonality scope {scope!r}; valid scopes: {list(ORTHOGONALITY_SCOPES)}")
+    flattened = [rearrange(weights, "e ... -> e (...)") for weights in groups]  # [experts, d*d] for d x d weights
+    if scope == "cross_group" and flattened:
+        widths = sorted({vectors.shape[1] for vectors in flattened})
+        if len(widths) > 1:
+            raise ValueError(f"orthogonality_scope 'cross_group' needs final expert weights of one flattened "
+                             f"width, got widths {widths}")
+        flattened = [torch.cat(flattened, dim=0)]  # [all experts, d*d]
     total = groups[0].new_zeros(()) if groups else torch.zeros(())
-    for weights in groups:
-        vectors = rearrange(weights, "e ... -> e (...)")  # [experts, d*d] for d x d weights
+    for vectors in flattened:
         vectors = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-12)
         gram = vectors @ vectors.T  # [experts, experts]
         identity = torch.eye(gram.shape[0], device=gram.device, dtype=gram.dtype)

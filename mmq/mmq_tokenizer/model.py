@@ -74,6 +74,11 @@ class MMQModel(nn.Module):
         self.decoder = decoder_mlp(dim, config.decoder_hidden_dims, total_dim)
         self.auxiliary_decoders = nn.ModuleDict({
             name: decoder_mlp(dim, config.decoder_hidden_dims, self.input_dims[name]) for name in gated})
+        if config.orthogonality_scope == "cross_group":
+            widths = {name: weights[0].numel() for name, weights in zip(self._group_names(), self.expert_groups())}
+            if len(set(widths.values())) > 1:
+                raise ValueError(f"orthogonality_scope 'cross_group' needs every expert's final weight to have one "
+                                 f"flattened width, got {widths} (expert_type {config.expert_type!r})")
         # mean gates over the training items: decode(codes) without inputs mixes experts with these
         self.register_buffer("mean_weights", torch.ones(config.num_experts))
 
@@ -81,6 +86,10 @@ class MMQModel(nn.Module):
         """One group of ``config.expert_type`` experts (built through ``experts.EXPERT_TYPES``)."""
         return build_expert_group(self.config.expert_type, num_experts=num_experts, input_dim=input_dim,
                                   code_dim=self.config.code_dim, hidden_dims=self.config.expert_hidden_dims)
+
+    def _group_names(self) -> list[str]:
+        """Names of the L_ortho groups, in :meth:`expert_groups` order."""
+        return (["shared"] if self.shared is not None else []) + list(self.specific)
 
     def expert_groups(self) -> list[Tensor]:
         """Each group's ``final_weights`` ``[experts, ...]`` (shared, then each modality): the L_ortho groups."""
@@ -141,7 +150,8 @@ class MMQModel(nn.Module):
         losses = {
             "reconstruction": reconstruction_loss(concatenated, reconstruction),
             "auxiliary": auxiliary_loss(inputs, auxiliary).to(reconstruction),
-            "orthogonality": orthogonality_loss(self.expert_groups()).to(reconstruction),
+            "orthogonality": orthogonality_loss(self.expert_groups(),
+                                                scope=self.config.orthogonality_scope).to(reconstruction),
             "codebook": codebook_loss(unit, quantized),
             "commitment": commitment_loss(unit, quantized),
             "gate_balance": gate_balance_loss([weights[:, part] for part in slices.values()]).to(reconstruction),
