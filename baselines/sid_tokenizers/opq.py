@@ -13,6 +13,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from baselines.sid_tokenizers.common import UniformCodebookTokenizer
 from mmq.semantic_ids.base import (
     load_array,
     read_tokenizer_json,
@@ -44,10 +45,11 @@ def pack_codes(codes: np.ndarray, nbits: int, code_size: int) -> np.ndarray:
     return np.packbits(bits, axis=1, bitorder="little")
 
 
-class OPQTokenizer:
+class OPQTokenizer(UniformCodebookTokenizer):
     """Rotate with a learned orthogonal matrix, then quantize M sub-vectors with K = 2^nbits codes."""
 
     kind = "opq"
+    code_length_field = "num_subspaces"
 
     def __init__(
         self,
@@ -72,27 +74,9 @@ class OPQTokenizer:
         self.index: faiss.IndexPreTransform | None = None
 
     @property
-    def code_length(self) -> int:
-        return self.num_subspaces
-
-    @property
-    def codebook_sizes(self) -> tuple[int, ...]:
-        return (self.codebook_size,) * self.num_subspaces
-
-    @property
     def padded_dim(self) -> int:
         require_fitted(self.dim is not None, self)
         return -(-self.dim // self.num_subspaces) * self.num_subspaces
-
-    def hyper_parameters(self) -> dict:
-        """Constructor arguments (what ``tokenizer.json`` stores)."""
-        return {
-            "num_subspaces": self.num_subspaces,
-            "codebook_size": self.codebook_size,
-            "opq_iterations": self.opq_iterations,
-            "pq_iterations": self.pq_iterations,
-            "max_train_points": self.max_train_points,
-        }
 
     def fit(self, embeddings: np.ndarray, *, seed: int = 0,
             checkpoint_directory: Path | None = None) -> "OPQTokenizer":

@@ -9,6 +9,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from baselines.sid_tokenizers.common import UniformCodebookTokenizer
 from mmq.semantic_ids.base import (
     load_array,
     read_tokenizer_json,
@@ -65,7 +66,7 @@ def squared_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     )
 
 
-class RQKMeansTokenizer:
+class RQKMeansTokenizer(UniformCodebookTokenizer):
     """Residual k-means: level l clusters the residual left by levels < l into ``codebook_size``."""
 
     kind = "rq_kmeans"
@@ -91,28 +92,9 @@ class RQKMeansTokenizer:
         self.codebooks: np.ndarray | None = None  # [L, K, d]
 
     @property
-    def code_length(self) -> int:
-        return self.num_levels
-
-    @property
-    def codebook_sizes(self) -> tuple[int, ...]:
-        return (self.codebook_size,) * self.num_levels
-
-    @property
     def dim(self) -> int:
         require_fitted(self.codebooks is not None, self)
         return int(self.codebooks.shape[2])
-
-    def hyper_parameters(self) -> dict:
-        """Constructor arguments (what ``tokenizer.json`` stores)."""
-        return {
-            "num_levels": self.num_levels,
-            "codebook_size": self.codebook_size,
-            "num_iterations": self.num_iterations,
-            "balanced": self.balanced,
-            "balanced_rounds": self.balanced_rounds,
-            "max_points_per_centroid": self.max_points_per_centroid,
-        }
 
     def fit(self, embeddings: np.ndarray, *, seed: int = 0,
             checkpoint_directory: Path | None = None) -> "RQKMeansTokenizer":

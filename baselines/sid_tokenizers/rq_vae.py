@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 import torch
 
+from baselines.sid_tokenizers.common import UniformCodebookTokenizer
 from mmq.semantic_ids.base import (
     load_torch_state,
     read_tokenizer_json,
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 INFERENCE_CHUNK = 65_536  # rows per encode/decode chunk
 
 
-class RQVAETokenizer:
+class RQVAETokenizer(UniformCodebookTokenizer):
     """Residual-quantized VAE semantic IDs (TIGER-style), trained on CPU in minutes."""
 
     kind = "rq_vae"
@@ -94,26 +95,6 @@ class RQVAETokenizer:
         self.dim: int | None = None
         self.model: RQVAE | None = None
         self.training_log: list[dict] = []  # per-epoch mean losses and restart counts
-
-    @property
-    def code_length(self) -> int:
-        return self.num_levels
-
-    @property
-    def codebook_sizes(self) -> tuple[int, ...]:
-        return (self.codebook_size,) * self.num_levels
-
-    def hyper_parameters(self) -> dict:
-        """Constructor arguments (what ``tokenizer.json`` stores)."""
-        names = (
-            "num_levels codebook_size latent_dim hidden_dims commitment_weight codebook_weight "
-            "codebook_update ema_decay learning_rate min_learning_rate_ratio weight_decay "
-            "batch_size num_steps kmeans_init kmeans_init_samples kmeans_iterations "
-            "dead_code_restarts restart_until num_threads progress"
-        ).split()
-        hyper = {name: getattr(self, name) for name in names}
-        hyper["hidden_dims"] = list(self.hidden_dims)
-        return hyper
 
     def _build_model(self, dim: int) -> RQVAE:
         return RQVAE(
