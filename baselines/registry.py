@@ -12,6 +12,7 @@ from baselines.sasrec import experiment as sasrec
 from baselines.sid_tokenizers import experiment as text_sid_tokenizer
 from baselines.sid_tokenizers import multimodal as multimodal_sid_tokenizer
 from baselines.sid_tokenizers.modality import TOKENIZER_CLASSES, ModalityAlignedTokenizer, ModalitySeparatedTokenizer
+from baselines.two_tower import user_history as user_two_tower
 from mmq.registry import (ExperimentKind, Upstream, image_inputs_upstream, register, register_tokenizer_loader,
                           sid_artifacts)
 
@@ -36,6 +37,9 @@ KINDS = (
                    "chapter 7: text / image / fused next-item retrieval with the image tower",
                    upstream=lambda config: [Upstream("image_tower", config.image_tower, config.tower_seed)],
                    typical_minutes=2),
+    ExperimentKind("user_two_tower", user_two_tower.UserTwoTowerConfig, user_two_tower.run,
+                   "chapter 2: Beauty user-history two-tower next-item retriever (in-batch + mined hard negatives)",
+                   artifacts=lambda config: ("best.pt",), typical_minutes=5),
 )
 
 register(*KINDS)
