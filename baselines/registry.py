@@ -11,6 +11,7 @@ from baselines.faiss_ann import experiment as dense_retrieval
 from baselines.sasrec import experiment as sasrec
 from baselines.sid_tokenizers import experiment as text_sid_tokenizer
 from baselines.sid_tokenizers import multimodal as multimodal_sid_tokenizer
+from baselines.two_tower import search as query_search
 from baselines.sid_tokenizers.modality import TOKENIZER_CLASSES, ModalityAlignedTokenizer, ModalitySeparatedTokenizer
 from baselines.two_tower import user_history as user_two_tower
 from mmq.registry import (ExperimentKind, Upstream, image_inputs_upstream, register, register_tokenizer_loader,
@@ -37,6 +38,9 @@ KINDS = (
                    "chapter 7: text / image / fused next-item retrieval with the image tower",
                    upstream=lambda config: [Upstream("image_tower", config.image_tower, config.tower_seed)],
                    typical_minutes=2),
+    ExperimentKind("query_search", query_search.QuerySearchConfig, query_search.run,
+                   "chapter 2: query -> product retrieval on the generated Myntra benchmark (BM25, MiniLM, two-tower)",
+                   artifacts=lambda config: ("best.pt", "product_embeddings.npy") if config.method == "two_tower" else (), typical_minutes=10),
     ExperimentKind("user_two_tower", user_two_tower.UserTwoTowerConfig, user_two_tower.run,
                    "chapter 2: Beauty user-history two-tower next-item retriever (in-batch + mined hard negatives)",
                    artifacts=lambda config: ("best.pt",), typical_minutes=5),
