@@ -11,6 +11,7 @@ from baselines.faiss_ann import experiment as dense_retrieval
 from baselines.sasrec import experiment as sasrec
 from baselines.sid_tokenizers import experiment as text_sid_tokenizer
 from baselines.sid_tokenizers import multimodal as multimodal_sid_tokenizer
+from baselines.reranker import rerank
 from baselines.two_tower import search as query_search
 from baselines.sid_tokenizers.modality import TOKENIZER_CLASSES, ModalityAlignedTokenizer, ModalitySeparatedTokenizer
 from baselines.two_tower import user_history as user_two_tower
@@ -41,6 +42,9 @@ KINDS = (
     ExperimentKind("query_search", query_search.QuerySearchConfig, query_search.run,
                    "chapter 2: query -> product retrieval on the generated Myntra benchmark (BM25, MiniLM, two-tower)",
                    artifacts=lambda config: ("best.pt", "product_embeddings.npy") if config.method == "two_tower" else (), typical_minutes=10),
+    ExperimentKind("rerank", rerank.RerankConfig, rerank.run,
+                   "chapter 4: LightGBM lambdarank and cross-encoder reranking of the two-tower's candidates",
+                   upstream=rerank.rerank_upstream, typical_minutes=25),
     ExperimentKind("user_two_tower", user_two_tower.UserTwoTowerConfig, user_two_tower.run,
                    "chapter 2: Beauty user-history two-tower next-item retriever (in-batch + mined hard negatives)",
                    artifacts=lambda config: ("best.pt",), typical_minutes=5),

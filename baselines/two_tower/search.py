@@ -74,8 +74,8 @@ class QuerySearchConfig:
     trainable_layers: int = 0          # top MiniLM layers fine-tuned (0: frozen encoder, cached; -1: all)
     head_hidden: int = 768             # residual MLP head width (each tower)
     batch_size: int = 256              # queries per step
-    steps_per_unit: int = 200          # steps between validations (and minings)
-    units: int = 4
+    steps_per_unit: int = 100          # steps between validations (and minings)
+    units: int = 3
     learning_rate: float = 3e-5        # fine-tuned encoder layers (AdamW)
     head_learning_rate: float = 1e-3
     query_max_tokens: int = 24
