@@ -33,6 +33,8 @@ reproduce: $(STAMP)
 	$(PY) scripts/table_beauty_generative.py $(if $(TRAIN_MISSING),,--no-train)
 	$(PY) scripts/table_movielens_ranking.py $(if $(TRAIN_MISSING),,--no-train)
 	$(PY) scripts/table_movielens_generative.py $(if $(TRAIN_MISSING),,--no-train)
+	$(PY) scripts/table_ch2_two_tower.py $(if $(TRAIN_MISSING),,--no-train)
+	$(PY) scripts/table_ch4_rerank.py $(if $(TRAIN_MISSING),,--no-train)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -44,7 +44,9 @@ KINDS = (
                    artifacts=lambda config: ("best.pt", "product_embeddings.npy") if config.method == "two_tower" else (), typical_minutes=10),
     ExperimentKind("rerank", rerank.RerankConfig, rerank.run,
                    "chapter 4: LightGBM lambdarank and cross-encoder reranking of the two-tower's candidates",
-                   upstream=rerank.rerank_upstream, typical_minutes=25),
+                   upstream=rerank.rerank_upstream, typical_minutes=25,
+                   artifacts=lambda config: (rerank.LIGHTGBM_FILE,) + ((rerank.LIGHTGBM_CE_FILE, rerank.CROSS_ENCODER_DIR)
+                                                                      if config.cross_encoder else ())),
     ExperimentKind("user_two_tower", user_two_tower.UserTwoTowerConfig, user_two_tower.run,
                    "chapter 2: Beauty user-history two-tower next-item retriever (in-batch + mined hard negatives)",
                    artifacts=lambda config: ("best.pt",), typical_minutes=5),

@@ -42,6 +42,7 @@ FEATURES = ("two_tower_score", "two_tower_rank", "bm25", "article_in_query", "co
             "usage_in_query", "season_in_query", "brand_in_query", "query_words_matched", "query_words_share",
             "query_words", "title_words", "log_article_frequency")
 CE_LOSSES = ("pointwise", "listwise")
+LIGHTGBM_FILE, LIGHTGBM_CE_FILE, CROSS_ENCODER_DIR = "lightgbm.model", "lightgbm_ce.model", "cross_encoder"
 WORD = re.compile(r"[a-z0-9]+")
 
 
@@ -297,6 +298,14 @@ def fit_lightgbm(config: RerankConfig, seed: int, train_x: np.ndarray, train_y: 
     return ranker
 
 
+def save_ranker(ranker, path: Path) -> None:
+    """The LightGBM booster as text, atomically (``lightgbm.Booster(model_file=...)`` reads it back)."""
+    from mmq import artifacts
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(path, ranker.booster_.model_to_string(num_iteration=ranker.best_iteration_ or None))
+
+
 def _metrics(benchmark: QueryBenchmark, queries: list[Query], ranked: np.ndarray, ks) -> tuple[dict, dict]:
     per_query = graded_metrics(ranked, lambda row: benchmark.grades(queries[row]), ks)
     return mean_metrics(per_query), per_query
@@ -343,6 +352,7 @@ def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True)
                           "fit_seconds": round(time.perf_counter() - started, 1),
                           "feature_importance_gain": dict(zip(FEATURES, [round(float(value), 1) for value in
                                                                           ranker.booster_.feature_importance("gain")]))}
+    save_ranker(ranker, directory / LIGHTGBM_FILE)
     record(f"lightgbm_n{config.candidates}", {
         split: reorder(splits[split].items[:, :config.candidates],
                        ranker.predict(features[split]).reshape(-1, config.candidates)) for split in ("valid", "test")})
@@ -370,6 +380,7 @@ def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True)
                                    "train_queries": len(ce_train.queries), **train_cross_encoder(
                                        cross_encoder, ce_train.texts, ce_train.items, ce_train.grades, texts, config,
                                        seed, progress)}
+        cross_encoder.save(str(directory / CROSS_ENCODER_DIR))
         ce_scores = {}
         for split in ("train", "valid", "test"):
             started = time.perf_counter()
@@ -385,6 +396,7 @@ def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True)
         ce_groups = {split: [n] * len(splits[split].queries) for split in splits}
         ranker_ce = fit_lightgbm(config, seed, with_ce["train"], ce_labels["train"], ce_groups["train"],
                                  with_ce["valid"], ce_labels["valid"], ce_groups["valid"])
+        save_ranker(ranker_ce, directory / LIGHTGBM_CE_FILE)
         record(f"lightgbm_ce_n{n}", {split: reorder(splits[split].items[:, :n],
                                                    ranker_ce.predict(with_ce[split]).reshape(-1, n))
                                      for split in ("valid", "test")})
