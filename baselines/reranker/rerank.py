@@ -104,8 +104,8 @@ class Stage1:
                 else self.model.encode_base(texts, "query"))
         return self.model.apply_head(base, "query")
 
-    def search(self, texts: list[str], depth: int) -> tuple[np.ndarray, np.ndarray]:
-        scores, items = self.index.search(self.query_embeddings(texts), depth)
+    def search(self, texts: list[str], depth: int, embeddings: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        scores, items = self.index.search(self.query_embeddings(texts) if embeddings is None else embeddings, depth)
         return items, scores
 
 
@@ -272,9 +272,10 @@ class SplitCandidates:
                                for text, items, scores in zip(self.texts, self.items, self.scores)])
 
 
-def split_candidates(stage1: Stage1, benchmark: QueryBenchmark, queries: list[Query], depth: int) -> SplitCandidates:
+def split_candidates(stage1: Stage1, benchmark: QueryBenchmark, queries: list[Query], depth: int,
+                     embeddings: np.ndarray | None = None) -> SplitCandidates:
     texts = search.query_texts(queries)[0]
-    items, scores = stage1.search(texts, depth)
+    items, scores = stage1.search(texts, depth, embeddings)
     grades = np.stack([benchmark.grades(query, row) for query, row in zip(queries, items)]).astype(np.int8)
     return SplitCandidates(queries, texts, items, scores, grades)
 
@@ -322,7 +323,10 @@ def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True)
     train_pool = benchmark.split("train")
     chosen = np.sort(rng.choice(len(train_pool), size=min(config.train_queries, len(train_pool)), replace=False))
     depth = max(max(config.depths), config.candidates, config.ce_candidates)
-    splits = {"train": split_candidates(stage1, benchmark, [train_pool[row] for row in chosen], config.candidates),
+    # every training query's stage-1 embedding at once (the two-tower run cached their encoder outputs)
+    train_embeddings = stage1.query_embeddings(search.query_texts(train_pool)[0])
+    splits = {"train": split_candidates(stage1, benchmark, [train_pool[row] for row in chosen], config.candidates,
+                                        train_embeddings[chosen]),
               "valid": split_candidates(stage1, benchmark, benchmark.split("valid"), depth),
               "test": split_candidates(stage1, benchmark, benchmark.split("test"), depth)}
     report: dict[str, Any] = {"stage1_run": registry.run_name(config.two_tower), "benchmark": benchmark.sha256(),
@@ -375,7 +379,8 @@ def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True)
     if config.cross_encoder:
         n = config.ce_candidates
         cross_encoder = build_cross_encoder(config, seed)
-        ce_train = split_candidates(stage1, benchmark, [train_pool[row] for row in chosen[:config.ce_train_queries]], n)
+        ce_rows = chosen[:config.ce_train_queries]
+        ce_train = split_candidates(stage1, benchmark, [train_pool[row] for row in ce_rows], n, train_embeddings[ce_rows])
         report["cross_encoder"] = {"loss": config.ce_loss, "pairs_per_query": config.ce_pairs_per_query,
                                    "train_queries": len(ce_train.queries), **train_cross_encoder(
                                        cross_encoder, ce_train.texts, ce_train.items, ce_train.grades, texts, config,

@@ -74,10 +74,10 @@ class QuerySearchConfig:
     trainable_layers: int = 0          # top MiniLM layers fine-tuned (0: frozen encoder, cached; -1: all)
     head_hidden: int = 768             # residual MLP head width (each tower)
     batch_size: int = 256              # queries per step
-    steps_per_unit: int = 100          # steps between validations (and minings)
-    units: int = 3
+    steps_per_unit: int = 50           # steps between validations (and minings)
+    units: int = 6
     learning_rate: float = 3e-5        # fine-tuned encoder layers (AdamW)
-    head_learning_rate: float = 1e-3
+    head_learning_rate: float = 3e-4
     query_max_tokens: int = 24
     product_max_tokens: int = 32
     encode_batch_size: int = 256
