@@ -262,3 +262,19 @@ def test_every_combination_slot_is_known():
     for slot, value in itertools.chain.from_iterable(
             query.slots for query in generate_benchmark(tiny_catalogue(), SMALL).queries):
         assert slot in ("article", "brand", "gender", "colour", "usage", "season") and value
+
+
+# --- real data (skipped without MMQ_DATA_DIR) -------------------------------------------------------------
+
+def test_real_myntra_benchmark_is_the_committed_one(real_data_dir, isolated_dirs):
+    """The default benchmark regenerates identically (its sha256 is the one every chapter-2/4 report records)."""
+    from mmq.data import load_dataset
+
+    dataset = load_dataset("myntra", root=real_data_dir)
+    benchmark = generate_benchmark(dataset)
+    assert benchmark.sha256() == "d6375822666bef1974566a2ae4ec0def3199d7edf9c3b10a0983fe213745f7e9"
+    summary = benchmark.summary()
+    assert summary["test"]["queries"] == 1000 and summary["valid"]["queries"] == 500
+    assert summary["test"]["exact_min"] >= 1
+    texts = product_texts(dataset)
+    assert len(texts) == benchmark.num_items == 44441 and all(text.strip() for text in texts)

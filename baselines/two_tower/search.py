@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 
 from baselines.faiss_ann.index import IndexSpec, build_index
 from baselines.two_tower.metrics import graded_metrics, mean_metrics
-from baselines.two_tower.queries import (Query, QueryBenchmark, QueryBenchmarkConfig, clean_query, generate_benchmark,
-                                         product_texts)
+from baselines.two_tower.queries import (MAX_QUERY_CHARS, Query, QueryBenchmark, QueryBenchmarkConfig, clean_query,
+                                         generate_benchmark, product_texts)
 from mmq import artifacts
 from mmq.arrays import check_finite_rows
 from mmq.data import load_dataset
@@ -444,7 +444,11 @@ def load_two_tower(config: QuerySearchConfig, directory: Path) -> tuple[TwoTower
 def query_texts(queries: list[Query]) -> tuple[list[str], int]:
     """Cleaned query texts (empty -> error) and how many were truncated."""
     cleaned = [clean_query(query.text) for query in queries]
-    return [text for text, _ in cleaned], sum(truncated for _, truncated in cleaned)
+    truncated = sum(was_cut for _, was_cut in cleaned)
+    if truncated:
+        LOGGER.warning("%d of %d queries are longer than %d characters and were truncated", truncated, len(queries),
+                       MAX_QUERY_CHARS)
+    return [text for text, _ in cleaned], truncated
 
 
 def run(config: QuerySearchConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:
