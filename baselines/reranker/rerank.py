@@ -64,7 +64,8 @@ class RerankConfig:
     cross_encoder: bool = True            # train the cross-encoder (rows "cross-encoder" and "LightGBM + CE")
     ce_candidates: int = 50               # N the cross-encoder rescores (CPU budget)
     ce_loss: str = "pointwise"            # pointwise (BCE on grade / 3) | listwise (ListNet)
-    ce_train_queries: int = 1200
+    ce_train_queries: int = 1200          # the first of the chosen training queries: the cross-encoder's
+    ce_stack_queries: int = 1000          # the next ones: LightGBM + CE (cross-encoder scores of unseen queries)
     ce_pairs_per_query: int = 8           # sampled from the query's stage-1 top ce_candidates, every grade present
     ce_max_length: int = 48
     ce_batch_size: int = 32               # pairs per step (listwise: ce_batch_size // ce_pairs_per_query queries)
@@ -386,19 +387,29 @@ def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True)
                                        cross_encoder, ce_train.texts, ce_train.items, ce_train.grades, texts, config,
                                        seed, progress)}
         cross_encoder.save(str(directory / CROSS_ENCODER_DIR))
+        # LightGBM + CE learns from training queries the cross-encoder never saw (its scores on its own training
+        # queries are optimistic): the chosen queries after the cross-encoder's, at most ce_stack_queries of them
+        stack = slice(len(ce_rows), len(ce_rows) + config.ce_stack_queries)
+        stacked = {"train": _subset(splits["train"], stack), "valid": splits["valid"], "test": splits["test"]}
+        stacked_features = {"train": features["train"].reshape(len(chosen), config.candidates, -1)[stack],
+                            **{split: features[split].reshape(len(splits[split].queries), config.candidates, -1)
+                               for split in ("valid", "test")}}
+        if not stacked["train"].queries:
+            raise ValueError(f"train_queries ({config.train_queries}) leaves no training query for LightGBM + CE "
+                             f"after the cross-encoder's {len(ce_rows)}")
         ce_scores = {}
-        for split in ("train", "valid", "test"):
+        for split, candidates in stacked.items():
             started = time.perf_counter()
-            ce_scores[split] = cross_encoder_scores(cross_encoder, splits[split].texts, splits[split].items[:, :n],
-                                                    texts, progress=progress)
+            ce_scores[split] = cross_encoder_scores(cross_encoder, candidates.texts, candidates.items[:, :n], texts,
+                                                    progress=progress)
             report["cross_encoder"][f"{split}_scoring_seconds"] = round(time.perf_counter() - started, 1)
+        report["cross_encoder"]["stack_train_queries"] = len(stacked["train"].queries)
         record(f"cross_encoder_n{n}", {split: reorder(splits[split].items[:, :n], ce_scores[split])
                                        for split in ("valid", "test")})
-        with_ce = {split: np.concatenate([features[split].reshape(len(splits[split].queries), config.candidates, -1)
-                                          [:, :n], ce_scores[split][..., None]], axis=2).reshape(-1, len(FEATURES) + 1)
-                   for split in splits}
-        ce_labels = {split: splits[split].grades[:, :n].reshape(-1) for split in splits}
-        ce_groups = {split: [n] * len(splits[split].queries) for split in splits}
+        with_ce = {split: np.concatenate([stacked_features[split][:, :n], ce_scores[split][..., None]], axis=2)
+                   .reshape(-1, len(FEATURES) + 1) for split in stacked}
+        ce_labels = {split: stacked[split].grades[:, :n].reshape(-1) for split in stacked}
+        ce_groups = {split: [n] * len(stacked[split].queries) for split in stacked}
         ranker_ce = fit_lightgbm(config, seed, with_ce["train"], ce_labels["train"], ce_groups["train"],
                                  with_ce["valid"], ce_labels["valid"], ce_groups["valid"])
         save_ranker(ranker_ce, directory / LIGHTGBM_CE_FILE)
@@ -407,6 +418,11 @@ def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True)
                                      for split in ("valid", "test")})
     search.save_per_query(directory, per_query_arrays)
     return report
+
+
+def _subset(candidates: SplitCandidates, rows: slice) -> SplitCandidates:
+    return SplitCandidates(candidates.queries[rows], candidates.texts[rows], candidates.items[rows],
+                           candidates.scores[rows], candidates.grades[rows])
 
 
 def rerank_upstream(config: RerankConfig) -> list[registry.Upstream]:
