@@ -12,7 +12,6 @@ Run it with no training job sharing the cores.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time

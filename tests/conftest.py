@@ -153,3 +153,14 @@ def fitted_mmq():
 
     data = modality_data()
     return MMQTokenizer(TINY_MMQ).fit(data, seed=0), data
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run fastest (and steadiest on shared cores) with one torch thread."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

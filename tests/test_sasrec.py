@@ -13,13 +13,7 @@ from baselines.sasrec.train import load_best
 from mmq.recommenders.sequences import PAD, training_windows
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on shared cores) with one torch thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def _model(num_items: int = 23, **overrides) -> SASRec:

@@ -14,13 +14,7 @@ from baselines.two_tower.user_history import (TrainingExamples, UserHistoryTwoTo
 from mmq.recommenders.sequences import PAD
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and steadiest on shared cores) with one torch thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tests/conftest.py
 
 
 def _text(num_items: int = 23, dim: int = 10, seed: int = 0) -> np.ndarray:

@@ -14,14 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from baselines.sasrec.model import SASRec
 from baselines.sasrec.train import load_best, score, train_sasrec
 from mmq.data import leave_one_out, load_dataset
-from mmq.metrics.per_event import next_item_arrays, save_per_event
-from mmq.recommenders.evaluation import NextItemEvaluation
+from mmq.metrics.per_event import save_chosen_next_item
 from mmq.recommenders.sequences import training_windows
 
 LOGGER = logging.getLogger(__name__)
@@ -84,7 +82,7 @@ def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress
     started = time.perf_counter()
     scored_test = score(best, *split.history_and_target("test"), max_length=config.max_history, device=device)
     test, test_eval_seconds = scored_test.metrics, round(time.perf_counter() - started, 2)
-    per_event = _save_per_event(run_directory, valid, scored_test, reported_valid=result.best_valid)
+    per_event = save_chosen_next_item(run_directory, valid, scored_test, reported_valid=result.best_valid)
     evaluated_epochs = sum(1 for entry in result.history if "valid" in entry)
     LOGGER.info("sasrec best epoch %d: valid %s %.4f, test %.4f", result.best_epoch, config.selection_metric,
                 result.best_valid[config.selection_metric], test[config.selection_metric])
@@ -108,25 +106,6 @@ def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress
         "history": result.history,
         "per_event": per_event,
     }
-
-
-def _save_per_event(directory: Path, valid: NextItemEvaluation, test: NextItemEvaluation, *,
-                    reported_valid: dict[str, float]) -> dict[str, Any]:
-    """Write the chosen model's per-event target ranks (:mod:`mmq.metrics.per_event`); return the report entry.
-
-    The reported validation metrics are those of the training-time validation of the chosen epoch;
-    ``valid`` re-scores the reloaded weights. They agree (same weights, same batches); if a device
-    ever made them differ, the entry says so rather than letting the file contradict the report.
-    """
-    users = {name: np.arange(len(scored.ranks)) for name, scored in (("valid", valid), ("test", test))}
-    arrays = next_item_arrays({"valid": valid.ranks, "test": test.ranks}, users, test.list_length)
-    entry = save_per_event(directory, arrays)
-    if valid.metrics != reported_valid:
-        LOGGER.warning("%s: the reloaded best weights score validation differently from the training-time "
-                       "validation (%s vs %s); per_event.npz holds the reloaded ones", directory, valid.metrics,
-                       reported_valid)
-        entry["differs_from_report"] = ["valid"]
-    return entry
 
 
 def run(config: SASRecConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from tqdm import tqdm
 from mmq.data import leave_one_out, load_dataset
 from mmq.features import TextFeatureConfig, item_text_embeddings
 from mmq.features.text import recipe_name
-from mmq.metrics.per_event import next_item_arrays, save_per_event
+from mmq.metrics.per_event import save_chosen_next_item
 from mmq.recommenders.evaluation import METRIC_KS, NextItemEvaluation, score_ranked, topk_excluding_history
 from mmq.recommenders.sequences import next_item_samples, pad_histories
 from mmq.semantic_ids.base import save_torch_state
@@ -468,7 +468,7 @@ def run_user_two_tower(config: UserTwoTowerConfig, seed: int, directory: Path, *
     started = time.perf_counter()
     test = score(best, *split.history_and_target("test"), max_history=config.max_history, device=device)
     test_eval_seconds = round(time.perf_counter() - started, 2)
-    per_event = _save_per_event(directory, valid, test, reported_valid=result.best_valid)
+    per_event = save_chosen_next_item(directory, valid, test, reported_valid=result.best_valid)
     LOGGER.info("user two-tower best epoch %d: valid %s %.4f, test %.4f", result.best_epoch, config.selection_metric,
                 result.best_valid[config.selection_metric], test.metrics[config.selection_metric])
     mining = [entry["mining_seconds"] for entry in result.history if "mining_seconds" in entry]
@@ -493,20 +493,6 @@ def run_user_two_tower(config: UserTwoTowerConfig, seed: int, directory: Path, *
         "history": result.history,
         "per_event": per_event,
     }
-
-
-def _save_per_event(directory: Path, valid: NextItemEvaluation, test: NextItemEvaluation, *,
-                    reported_valid: dict[str, float]) -> dict[str, Any]:
-    """Write the chosen model's per-event target ranks; return the report entry (as SASRec does)."""
-    users = {name: np.arange(len(scored.ranks)) for name, scored in (("valid", valid), ("test", test))}
-    entry = save_per_event(directory, next_item_arrays({"valid": valid.ranks, "test": test.ranks}, users,
-                                                       test.list_length))
-    if valid.metrics != reported_valid:
-        LOGGER.warning("%s: the reloaded best weights score validation differently from the training-time "
-                       "validation (%s vs %s); per_event.npz holds the reloaded ones", directory, valid.metrics,
-                       reported_valid)
-        entry["differs_from_report"] = ["valid"]
-    return entry
 
 
 def run(config: UserTwoTowerConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:

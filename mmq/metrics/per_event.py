@@ -141,3 +141,25 @@ def _as_int32(name: str, values: np.ndarray) -> np.ndarray:
     if values.size and (values.min() < info.min or values.max() > info.max):
         raise ValueError(f"{name} has values outside the int32 range")
     return values.astype(np.int32)
+
+
+def save_chosen_next_item(directory: str | os.PathLike, valid, test, *,
+                          reported_valid: Mapping[str, float]) -> dict[str, Any]:
+    """Write a next-item model's per-event target ranks for valid and test (one event per user, in order).
+
+    ``valid`` / ``test`` are :class:`mmq.recommenders.evaluation.NextItemEvaluation` of the chosen (reloaded)
+    weights. ``reported_valid`` is the training-time validation of the chosen epoch: the two agree (same weights,
+    same batches); if a device ever made them differ, the entry says so rather than letting the file contradict
+    the report. Returns the report entry.
+    """
+    import logging
+
+    users = {name: np.arange(len(scored.ranks)) for name, scored in (("valid", valid), ("test", test))}
+    entry = save_per_event(directory, next_item_arrays({"valid": valid.ranks, "test": test.ranks}, users,
+                                                       test.list_length))
+    if valid.metrics != dict(reported_valid):
+        logging.getLogger(__name__).warning(
+            "%s: the reloaded best weights score validation differently from the training-time validation (%s vs "
+            "%s); per_event.npz holds the reloaded ones", directory, valid.metrics, reported_valid)
+        entry["differs_from_report"] = ["valid"]
+    return entry
