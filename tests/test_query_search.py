@@ -278,3 +278,17 @@ def test_real_myntra_benchmark_is_the_committed_one(real_data_dir, isolated_dirs
     assert summary["test"]["exact_min"] >= 1
     texts = product_texts(dataset)
     assert len(texts) == benchmark.num_items == 44441 and all(text.strip() for text in texts)
+
+
+def test_relative_claims_use_paired_intervals():
+    from baselines.two_tower.table import relative_claim
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.8, size=(1, 400))
+    better = base + 0.1
+    assert "**holds**" in relative_claim("a", better, "b", base, metric="ndcg@10")
+    assert "**fails**" in relative_claim("a", base, "b", better, metric="ndcg@10")
+    # +0.1 absolute on a mean near 0.5 is about +20%: it beats b by 10% but not by 50%
+    assert "**holds**" in relative_claim("a", better, "b", base, metric="ndcg@10", relative=0.10)
+    assert "**fails**" in relative_claim("a", better, "b", base, metric="ndcg@10", relative=0.50)
+    assert "not tested" in relative_claim("a", None, "b", base, metric="ndcg@10")

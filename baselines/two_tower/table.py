@@ -40,9 +40,10 @@ def relative_claim(label_a: str, a: np.ndarray | None, label_b: str, b: np.ndarr
     interval = paired_bootstrap(a, (1.0 + relative) * b)
     mean_a, mean_b = float(a.mean()), float(b.mean())
     gap = mean_a - mean_b
+    scaled = f"{1 + relative:g} x " if relative else ""
     return (f"Claim \"{label_a} beats {label_b}{target} on test {metric}\": **{verdict(interval)}**. "
             f"{mean_a:.4f} vs {mean_b:.4f}: gap {gap:+.4f} ({gap / mean_b:+.1%}); paired 95% interval of "
-            f"a - {1 + relative:g} b over {interval.num_events} test queries [{interval.low:+.4f}, {interval.high:+.4f}], "
+            f"a - {scaled}b over {interval.num_events} test queries [{interval.low:+.4f}, {interval.high:+.4f}], "
             f"minimum detectable effect {interval.mde:.4f} (n = {interval.num_seeds_a} / {interval.num_seeds_b} seeds).")
 
 
@@ -85,7 +86,9 @@ def bar_plot(rows: Sequence[dict], metrics: Sequence[str], path: Path, title: st
     axis.set_xticklabels(metrics)
     axis.set_ylabel("test (mean ± seed std)")
     axis.set_title(title, fontsize=10)
-    axis.legend(fontsize=7, loc="upper left")
+    top = max(row["mean"] for row in rows if row["split"] == "test" and row["metric"] in metrics)
+    axis.set_ylim(0, top * 1.4)   # room for the legend above the bars
+    axis.legend(fontsize=7, loc="upper left", ncol=2)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
