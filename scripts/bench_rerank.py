@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(timings)
     for warmup in range(2):
         stage1.search([queries[0]], 100)
-        cross_encoder.predict([(queries[0], texts[0])] * 20, batch_size=128)
+        cross_encoder.predict([(queries[0], texts[0])] * 20, batch_size=128, show_progress_bar=False)
     for text in queries:
         start = time.perf_counter()
         vector = stage1.model.encode([text], "query")
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         timings[names[6]].append(ranked - start)
         for position, n in ((3, 20), (4, 50), (5, 100)):
             started = time.perf_counter()
-            cross_encoder.predict([(text, texts[item]) for item in items[0][:n]], batch_size=128)
+            cross_encoder.predict([(text, texts[item]) for item in items[0][:n]], batch_size=128, show_progress_bar=False)
             timings[names[position]].append(time.perf_counter() - started)
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                f"faiss {faiss.__version__}, lightgbm {lightgbm.__version__}, {arguments.threads} thread(s)")
