@@ -33,7 +33,6 @@ import torch
 from tqdm.auto import tqdm
 
 from baselines.two_tower import search
-from baselines.two_tower.metrics import graded_metrics, mean_metrics
 from baselines.two_tower.queries import Query, QueryBenchmark
 from mmq import registry
 
@@ -308,11 +307,6 @@ def save_ranker(ranker, path: Path) -> None:
     artifacts.write_text(path, ranker.booster_.model_to_string(num_iteration=ranker.best_iteration_ or None))
 
 
-def _metrics(benchmark: QueryBenchmark, queries: list[Query], ranked: np.ndarray, ks) -> tuple[dict, dict]:
-    per_query = graded_metrics(ranked, lambda row: benchmark.grades(queries[row]), ks)
-    return mean_metrics(per_query), per_query
-
-
 def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:
     """Registry runner of the ``rerank`` kind."""
     torch.set_num_threads(config.num_threads)
@@ -337,7 +331,7 @@ def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True)
     def record(row: str, ranked: dict[str, np.ndarray]) -> None:
         entry = {}
         for split in ("valid", "test"):
-            metrics, per_query = _metrics(benchmark, splits[split].queries, ranked[split], config.ks)
+            metrics, per_query = search.evaluate_ranked(benchmark, splits[split].queries, ranked[split], config.ks)
             entry[split] = metrics
             for name in ("ndcg@10", "precision@10"):
                 if name in per_query:
@@ -372,7 +366,8 @@ def run(config: RerankConfig, seed: int, directory: Path, progress: bool = True)
             found = (candidates.grades[:, :n] == 3).sum(axis=1)
             entry[f"{split}_stage1_recall"] = round(float(np.mean(found / np.minimum(n, exact_total))), 6)
             scores = ranker.predict(candidates.features(builder, n)).reshape(-1, n)
-            metrics, _ = _metrics(benchmark, candidates.queries, reorder(candidates.items[:, :n], scores), config.ks)
+            reranked = reorder(candidates.items[:, :n], scores)
+            metrics, _ = search.evaluate_ranked(benchmark, candidates.queries, reranked, config.ks)
             entry[f"{split}_reranked"] = metrics
         sweep.append(entry)
     report["depth_sweep"] = sweep
