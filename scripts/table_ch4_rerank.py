@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     if runs:
         _plot_sweep(runs, output / f"{TABLE}.png")
     if is_default_output(arguments.output_dir):
-        write_readme_block(TABLE, "\n\n".join([grid(rows, ("ndcg@10", "precision@10"), "test"), *claims[1:]]))
+        method_rows = [row for row in rows if not row["method"].startswith("depth N=")]
+        write_readme_block(TABLE, "\n\n".join([grid(method_rows, ("ndcg@10", "precision@10"), "test"), *claims[1:],
+                                                *latency]))
     print(markdown)
     print(f"\nwrote {markdown_path}, {csv_path}, {output / (TABLE + '.png')}")
     return 0
