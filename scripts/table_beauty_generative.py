@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "run of the same seed. 48 epochs (at 24 every run still improved on validation), validation every 4; "
         "checkpoint chosen on validation NDCG@10; test read once.",
         two_tower_note(),
-        "Profiles in brackets: `cpu` = the 2-core schedule (experiments/generative/*.yaml); `gpu` = the full schedule.",
+        "Profiles in brackets: `cpu` = the 2-core schedule (experiments/generative/*.yaml, experiments/ch2/beauty_user_two_tower*.yaml); `gpu` = the full schedule.",
         "Mean training time per run (s, 1 thread on the shared 2-core machine): "
         + ", ".join(f"{label} {value:,.0f}" for label, value in seconds.items()) + ".",
         "Reference rows: `paper` = as published (TIGER paper; MMQ paper's MA-RQ-VAE / MS-RQ-KMeans / MMQ, which use "
