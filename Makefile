@@ -23,7 +23,8 @@ $(STAMP): requirements.txt pyproject.toml
 # takes about a minute. TRAIN_MISSING=1 also trains whatever run is missing (chapter-7 image tower ~23 min,
 # MMQ stage 1 ~1-4 min a run, Beauty generative retrieval ~20-25 min a run, SASRec ~10-40 min a run,
 # MovieLens ranking ~1 min (frozen SIDs) / ~3-6 min (behavior fine-tuning), MovieLens generative ~7 min a run
-# (~5-9 min a generative fine-tuning run), Beauty generative fine-tuning ~20-30 min a run on 2 cores).
+# (~5-9 min a generative fine-tuning run), Beauty generative fine-tuning ~20-30 min a run on 2 cores,
+# the chapter-3 ANN benchmark ~35 min (run it on idle cores), chapter-6 multiphase ~10-20 min a task).
 reproduce: $(STAMP)
 	$(PY) scripts/table_ch1_dense_retrieval.py --config experiments/ch1/beauty_dense_retrieval.yaml
 	$(PY) scripts/table_beauty_tokenizer_quality.py
@@ -35,6 +36,8 @@ reproduce: $(STAMP)
 	$(PY) scripts/table_movielens_generative.py $(if $(TRAIN_MISSING),,--no-train)
 	$(PY) scripts/table_ch2_two_tower.py $(if $(TRAIN_MISSING),,--no-train)
 	$(PY) scripts/table_ch4_rerank.py $(if $(TRAIN_MISSING),,--no-train)
+	$(PY) scripts/table_ch3_ann_pareto.py $(if $(TRAIN_MISSING),,--no-train)
+	$(PY) scripts/table_ch6_multiphase.py $(if $(TRAIN_MISSING),,--no-train)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from baselines.clip import experiment as clip_retrieval
 from baselines.faiss_ann import experiment as dense_retrieval
+from baselines.faiss_ann import scale as ann_scale
+from baselines.multiphase import experiment as multiphase
 from baselines.sasrec import experiment as sasrec
 from baselines.sid_tokenizers import experiment as text_sid_tokenizer
 from baselines.sid_tokenizers import multimodal as multimodal_sid_tokenizer
@@ -50,6 +52,12 @@ KINDS = (
     ExperimentKind("user_two_tower", user_two_tower.UserTwoTowerConfig, user_two_tower.run,
                    "chapter 2: Beauty user-history two-tower next-item retriever (in-batch + mined hard negatives)",
                    artifacts=lambda config: ("best.pt",), typical_minutes=5),
+    ExperimentKind("ann_scale", ann_scale.AnnScaleConfig, ann_scale.run,
+                   "chapter 3: index tuning at scale (real ~63k + synthetic 1M): Pareto, latency, batching, 10M",
+                   typical_minutes=35),
+    ExperimentKind("multiphase", multiphase.MultiphaseConfig, multiphase.run,
+                   "chapter 6: semantic-ID candidates (multi-probe, backoff) -> exact vector rerank vs Flat / IVF / HNSW",
+                   upstream=multiphase.multiphase_upstream, typical_minutes=8),
 )
 
 register(*KINDS)

@@ -9,11 +9,11 @@ this list is their union in report order. ``fast`` cases run in-process in well 
 
 from __future__ import annotations
 
-from reliability import (cases_arrays, cases_config, cases_data, cases_disk, cases_exit, cases_identity,
+from reliability import (cases_ann, cases_arrays, cases_config, cases_data, cases_disk, cases_exit, cases_identity,
                          cases_runs, cases_search)
 
 CASES = [*cases_data.CASES, *cases_config.CASES, *cases_arrays.CASES, *cases_runs.CASES, *cases_identity.CASES, *cases_disk.CASES,
-         *cases_exit.CASES, *cases_search.CASES]
+         *cases_exit.CASES, *cases_search.CASES, *cases_ann.CASES]
 
 _names = [case.name for case in CASES]
 if len(set(_names)) != len(_names):  # pragma: no cover - a definition error

@@ -1,0 +1,124 @@
+"""Chapter-6 table: rows, Markdown and the recall-vs-latency figure from ``multiphase`` run reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from mmq.tables import format_value, metric_row
+
+TABLE = "ch6_multiphase"
+COLUMNS = ("recall@10", "task", "mean_candidates", "p50_ms", "p99_ms", "queries_per_second")
+
+
+def _method_points(metrics: dict) -> list[tuple[str, dict]]:
+    """(label, point) for every curve point of one report: multiphase per tokenizer, then Flat / IVF / HNSW."""
+    points = []
+    for name, curve in metrics["multiphase"].items():
+        points += [(f"multiphase {name} probe={point['probe']} N={point['min_candidates']}", point) for point in curve]
+    points += [("Flat", point) for point in metrics["flat"]]
+    points += [(f"{point['name']} nprobe={point['nprobe']}", point) for point in metrics["ivf"]]
+    points += [(f"HNSW32 efSearch={point['ef_search']}", point) for point in metrics["hnsw"]]
+    return points
+
+
+def task_metric(metrics: dict) -> str:
+    """The task metric shown (NDCG@10 when the task reports it)."""
+    point = metrics["flat"][0]
+    return "ndcg@10" if "ndcg@10" in point.get("task", {}) else next(iter(point.get("task", {"recall@10": 0})))
+
+
+def table_rows(reports: Sequence[dict]) -> list[dict]:
+    """Long-format CSV rows: one per (task, curve point, metric), test split."""
+    rows = []
+    for report in reports:
+        metrics = report["metrics"]
+        metric = task_metric(metrics)
+        for label, point in _method_points(metrics):
+            values = {**{key: point[key] for key in COLUMNS if key in point and key != "task"},
+                      f"task_{metric}": point.get("task", {}).get(metric)}
+            rows += [metric_row(TABLE, metrics["task"], label, "test", name, [value])
+                     for name, value in values.items() if value is not None]
+    return rows
+
+
+def render_markdown(reports: Sequence[dict], command: str) -> str:
+    """Per task: selected settings, the full curve grid, the matched-recall comparison and verdicts."""
+    lines = [f"# Chapter 6: multiphase retrieval (semantic-ID candidates -> exact vector rerank)", "",
+             f"Regenerate: `{command}`. Test split; recall@10 is against exact (Flat) top-10 on the same queries; "
+             "latency = one query at a time, 1 thread, encoding included; measured on a shared 2-core machine.", ""]
+    for report in reports:
+        metrics = report["metrics"]
+        metric = task_metric(metrics)
+        lines += [f"## {metrics['task']} ({metrics['num_items']:,} items, {metrics['num_queries']:,} test queries)", ""]
+        if "decay" in metrics:
+            lines += [f"History query decay {metrics['decay']:g} (chosen on valid).", ""]
+        for name, pick in metrics["selected_on_valid"].items():
+            test = pick["test"]
+            lines.append(f"- {name}: valid-selected probe={pick['probe']} N={pick['min_candidates']} -> test {metric} "
+                         f"{test['task'][metric]:.4f}, recall@10 {test['recall@10']:.4f}, "
+                         f"{test['mean_candidates']:.0f} candidates, p50 {test['p50_ms']:.3f} ms")
+        lines += ["", f"| method | recall@10 | {metric} | candidates | p50 ms | p99 ms | queries/s |",
+                  "|---|---|---|---|---|---|---|"]
+        for label, point in _method_points(metrics):
+            lines.append(f"| {label} | {point['recall@10']:.4f} | {point.get('task', {}).get(metric, float('nan')):.4f} "
+                         f"| {point.get('mean_candidates', '-')} | {point['p50_ms']:.3f} | {point['p99_ms']:.3f} "
+                         f"| {point['queries_per_second']:,.0f} |")
+        lines += ["", "Matched recall (cheapest IVF setting with recall >= the point's; ratio = multiphase p50 / IVF p50):",
+                  "", "| tokenizer | probe | N | recall@10 | p50 ms | IVF nprobe | IVF recall | IVF p50 ms | ratio |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for name, rows in metrics["matched"].items():
+            for row in rows:
+                lines.append(f"| {name} | {row['probe']} | {row['min_candidates']} | {row['recall@10']:.4f} | "
+                             f"{row['multiphase_ms']:.3f} | {row['ivf_nprobe'] or '-'} | "
+                             f"{format_value(row['ivf_recall']) if row['ivf_recall'] is not None else '-'} | "
+                             f"{format_value(row['ivf_ms'], digits=3) if row['ivf_ms'] is not None else '-'} | "
+                             f"{row['ratio'] if row['ratio'] is not None else '-'} |")
+        lines += [""] + [f"Verdict ({name}): {text}." for name, text in metrics["verdicts"].items()] + [""]
+    return "\n".join(lines)
+
+
+def plot_curves(reports: Sequence[dict], path: Path) -> None:
+    """recall@10 vs p50 latency, one panel per task: multiphase per tokenizer vs IVF / HNSW (and Flat)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(reports), figsize=(6 * len(reports), 4.5), squeeze=False)
+    for axis, report in zip(axes[0], reports):
+        metrics = report["metrics"]
+        for name, curve in metrics["multiphase"].items():
+            ordered = sorted(curve, key=lambda point: point["p50_ms"])
+            axis.scatter([p["p50_ms"] for p in ordered], [p["recall@10"] for p in ordered], label=f"multiphase {name}",
+                         s=18)
+        for key, marker, colour in (("ivf", "o-", "black"), ("hnsw", "s--", "dimgray"), ("flat", "*", "crimson")):
+            curve = metrics[key]
+            axis.plot([p["p50_ms"] for p in curve], [p["recall@10"] for p in curve], marker, color=colour,
+                      label=key.upper(), markersize=5)
+        axis.set_xscale("log")
+        axis.set_xlabel("single-query p50 latency (ms, 1 thread)")
+        axis.set_ylabel("recall@10 vs exact")
+        axis.set_title(f"{metrics['task']}: {metrics['num_items']:,} items")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def readme_grid(reports: Sequence[dict]) -> str:
+    """The short README block: each tokenizer's valid-selected point and its verdict against IVF."""
+    lines = ["| task | method | recall@10 | task metric | candidates | p50 ms |", "|---|---|---|---|---|---|"]
+    for report in reports:
+        metrics = report["metrics"]
+        metric = task_metric(metrics)
+        for name, pick in metrics["selected_on_valid"].items():
+            test = pick["test"]
+            lines.append(f"| {metrics['task']} | multiphase {name} (probe {pick['probe']}, N {pick['min_candidates']}) | "
+                         f"{test['recall@10']:.4f} | {metric} {test['task'][metric]:.4f} | {test['mean_candidates']:.0f} "
+                         f"| {test['p50_ms']:.3f} |")
+        flat = metrics["flat"][0]
+        lines.append(f"| {metrics['task']} | Flat | 1.0000 | {metric} {flat['task'][metric]:.4f} | - | {flat['p50_ms']:.3f} |")
+    return "\n".join(lines)
