@@ -172,7 +172,7 @@ def extrapolation(model: MixtureModel, config: AnnScaleConfig, seed: int, at_ful
     measured: dict[str, list[dict]] = {family.name: [] for family in compressed}
     queries = model.sample(config.synthetic_queries, seed + 4)
     for size in tqdm(config.extrapolation_sizes, desc="extrapolation sizes"):
-        vectors = model.sample(size, seed + 3)       # a prefix of the full synthetic corpus (same chunked draws)
+        vectors = model.sample(size, seed + 3)       # a smaller draw from the same model
         truth = exact_neighbours(vectors, queries, config.k)
         fingerprint = vectors_sha256(vectors)
         for family in compressed:
@@ -202,13 +202,17 @@ def extrapolation(model: MixtureModel, config: AnnScaleConfig, seed: int, at_ful
     return rows
 
 
+def synthetic_draws(model: MixtureModel, config: AnnScaleConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic corpus and its queries (the seeds ``run`` and ``synthetic_corpus`` share)."""
+    return model.sample(config.synthetic_size, seed + 3), model.sample(config.synthetic_queries, seed + 4)
+
+
 def synthetic_corpus(config: AnnScaleConfig, seed: int, *, progress: bool = False):
     """``(model, vectors, queries, fingerprint)`` of the synthetic corpus exactly as ``run`` draws it (other
     chapters reuse it, and the indexes this run cached for it)."""
     real = load_real_corpus(beauty_queries=config.beauty_queries, seed=seed, progress=progress)
     model = fit_mixture(real.vectors, num_components=config.mixture_components, rank=config.mixture_rank, seed=seed)
-    vectors = model.sample(config.synthetic_size, seed + 3)
-    queries = model.sample(config.synthetic_queries, seed + 4)
+    vectors, queries = synthetic_draws(model, config, seed)
     return model, vectors, queries, vectors_sha256(vectors, queries)
 
 
@@ -223,8 +227,7 @@ def run(config: AnnScaleConfig, seed: int, directory: Path, progress: bool = Tru
     LOGGER.info("fit check: max recall gap real vs synthetic %.4f", check["max_recall_gap"])
     corpora = {"real": benchmark_corpus("real", real.vectors, real.queries, real.fingerprint(),
                                         tuple(f for f in config.families if "real" in f.corpora), config, seed)}
-    synthetic = model.sample(config.synthetic_size, seed + 3)
-    synthetic_queries = model.sample(config.synthetic_queries, seed + 4)
+    synthetic, synthetic_queries = synthetic_draws(model, config, seed)
     corpora["synthetic"] = benchmark_corpus("synthetic", synthetic, synthetic_queries,
                                             vectors_sha256(synthetic, synthetic_queries),
                                             tuple(f for f in config.families if "synthetic" in f.corpora), config, seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
@@ -75,7 +76,34 @@ def render_markdown(reports: Sequence[dict], command: str) -> str:
                              f"{format_value(row['ivf_ms'], digits=3) if row['ivf_ms'] is not None else '-'} | "
                              f"{row['ratio'] if row['ratio'] is not None else '-'} |")
         lines += [""] + [f"Verdict ({name}): {text}." for name, text in metrics["verdicts"].items()] + [""]
+        lines += shortfall_lines(metrics) + [""] + sid_provenance(report) + [""]
     return "\n".join(lines)
+
+
+def _ivf_scanned(point: dict, num_items: int) -> float:
+    """Vectors an IVF point scans per query on average: nprobe x n / nlist."""
+    nlist = int(point["name"].split(",")[0].removeprefix("IVF"))
+    return point["nprobe"] * num_items / nlist
+
+
+def shortfall_lines(metrics: dict) -> list[str]:
+    """Why multiphase trails IVF, in numbers: its fixed phase-1 cost, and items scanned per unit of recall."""
+    ivf = metrics["ivf"]
+    fastest_ivf = min(ivf, key=lambda point: point["p50_ms"])
+    lines = []
+    for name, curve in metrics["multiphase"].items():
+        small = [point for point in curve if point["mean_candidates"] <= 10] or curve
+        floor = min(small, key=lambda point: point["p50_ms"])
+        pick = metrics["selected_on_valid"][name]["test"]
+        reaching = [point for point in ivf if point["recall@10"] >= pick["recall@10"]]
+        scan = (f"IVF reaches recall {min(reaching, key=lambda p: p['p50_ms'])['recall@10']:.3f} scanning "
+                f"~{_ivf_scanned(min(reaching, key=lambda p: p['p50_ms']), metrics['num_items']):,.0f} vectors"
+                if reaching else "no IVF setting reaches it")
+        lines.append(f"Why {name} trails IVF: with <= 10 candidates a query still costs {floor['p50_ms']:.3f} ms "
+                     f"(query encoding + prefix lookup, per query in numpy/Python) against IVF's fastest "
+                     f"{fastest_ivf['p50_ms']:.3f} ms; the valid-selected setting scores {pick['mean_candidates']:,.0f} "
+                     f"candidates for recall {pick['recall@10']:.3f}, while {scan}.")
+    return lines
 
 
 def plot_curves(reports: Sequence[dict], path: Path) -> None:
@@ -121,4 +149,25 @@ def readme_grid(reports: Sequence[dict]) -> str:
                          f"| {test['p50_ms']:.3f} |")
         flat = metrics["flat"][0]
         lines.append(f"| {metrics['task']} | Flat | 1.0000 | {metric} {flat['task'][metric]:.4f} | - | {flat['p50_ms']:.3f} |")
-    return "\n".join(lines)
+    verdicts = [f"Verdict ({report['metrics']['task']}, {name} vs IVF at matched recall): {text}."
+                for report in reports for name, text in report["metrics"]["verdicts"].items()]
+    return "\n\n".join(["\n".join(lines), *verdicts, *[line for report in reports for line in sid_provenance(report)]])
+
+
+def sid_provenance(report: dict) -> list[str]:
+    """Flag SID sources whose table differs from the committed run of the same config (rebuilt since)."""
+    from mmq import registry
+
+    lines = []
+    for name, source in report["metrics"].get("sources", {}).items():
+        if "config" not in source or "sha256" not in source:
+            continue
+        committed = registry.run_directory(source["config"], report["config"].get("tokenizer_seed", 0)) / "report.json"
+        if not committed.exists():
+            continue
+        recorded = json.loads(committed.read_text())["metrics"]["semantic_id_table"]["sha256"]
+        if recorded != source["sha256"]:
+            lines.append(f"Note ({report['metrics']['task']}, {name}): the SIDs used here (sha256 {source['sha256'][:12]}) "
+                         f"were rebuilt from `{source['config']}` and differ from its committed "
+                         f"run's table ({recorded[:12]}): rebuilding that run today does not reproduce it bit-for-bit.")
+    return lines
