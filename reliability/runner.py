@@ -27,7 +27,7 @@ from reliability.core import Case, CaseTimeout, Outcome, Sandbox, describe, one_
 
 COLUMNS = ("case", "category", "expected", "observed", "verdict")
 CATEGORIES = ("data files", "configs", "arrays", "interrupt / resume", "--force", "config edited after a run",
-              "concurrent runs of one config", "read-only and full disk", "exit codes", "search")
+              "concurrent runs of one config", "read-only and full disk", "exit codes", "search", "ann")
 
 
 @dataclasses.dataclass(frozen=True)
