@@ -10,6 +10,7 @@ from baselines.clip import experiment as clip_retrieval
 from baselines.faiss_ann import experiment as dense_retrieval
 from baselines.faiss_ann import scale as ann_scale
 from baselines.multiphase import experiment as multiphase
+from baselines.multiphase import hybrid_experiment as generative_hybrid
 from baselines.sasrec import experiment as sasrec
 from baselines.sid_tokenizers import experiment as text_sid_tokenizer
 from baselines.sid_tokenizers import multimodal as multimodal_sid_tokenizer
@@ -58,6 +59,9 @@ KINDS = (
     ExperimentKind("multiphase", multiphase.MultiphaseConfig, multiphase.run,
                    "chapter 6: semantic-ID candidates (multi-probe, backoff) -> exact vector rerank vs Flat / IVF / HNSW",
                    upstream=multiphase.multiphase_upstream, typical_minutes=8),
+    ExperimentKind("generative_hybrid", generative_hybrid.HybridConfig, generative_hybrid.run,
+                   "chapter 6: generative beam -> candidate SIDs -> vector rerank by the history query (Beauty)",
+                   upstream=generative_hybrid.hybrid_upstream, typical_minutes=6),
 )
 
 register(*KINDS)

@@ -272,3 +272,51 @@ def test_real_beauty_smoke():
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(result.ids.tolist(), exact.tolist())])
     assert recall > 0.6 and (result.num_candidates >= 500).all()
+
+
+def test_hybrid_experiment_scores_every_system_like_a_naive_loop():
+    from baselines.multiphase.hybrid_experiment import HybridConfig, score_split
+
+    rng = np.random.default_rng(11)
+    num_items, users = 40, 6
+    vectors = rng.normal(size=(num_items, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    codes = rng.integers(0, 4, size=(num_items, 2))
+    digit = np.zeros((num_items, 1), dtype=np.int64)
+    for row in range(num_items):                                   # de-dup digit: order among equal codes
+        digit[row] = sum((codes[:row] == codes[row]).all(axis=1))
+    semantic_ids = np.hstack([codes, digit])
+    items = np.stack([rng.permutation(num_items)[:12] for _ in range(users)])
+    items[0, -2:] = -1                                              # an unfilled beam
+    padded = np.stack([np.r_[-1, -1, rng.choice(num_items, 2, replace=False)] for _ in range(users)])
+    targets = rng.integers(0, num_items, users)
+    queries = vectors[padded[:, -1]]
+    config = HybridConfig(beams=(10, 12), depths=("full", "code"), fusions=("vector", "rrf"), k=10)
+    out = score_split(items, padded, targets, queries, vectors, semantic_ids, PrefixIndex(semantic_ids), config)
+    ranks = out["ranks"]
+    for user in range(users):
+        history = set(padded[user][padded[user] >= 0].tolist())
+        generative = [i for i in items[user].tolist() if i >= 0 and i not in history][:10]
+        expect = generative.index(targets[user]) + 1 if targets[user] in generative else 0
+        assert ranks["generative"][user] == expect
+        for beam in (10, 12):
+            pool = [i for i in items[user, :beam].tolist() if i >= 0]
+            code_pool = {j for i in pool for j in range(num_items) if (codes[j] == codes[i]).all()}
+            for depth, candidates in (("full", set(pool)), ("code", code_pool)):
+                kept = candidates - history
+                scored = sorted(kept, key=lambda i: -float(vectors[i] @ queries[user]))
+                expect = scored[:10].index(targets[user]) + 1 if targets[user] in scored[:10] else 0
+                assert ranks[f"hybrid beam={beam} depth={depth} rerank=vector"][user] == expect
+                beam_order = [j for i in pool for j in sorted(code_pool if depth == "code" else {i})
+                              if (codes[j] == codes[i]).all() and (depth == "code" or j == i)]
+                beam_order = [j for j in dict.fromkeys(beam_order) if j not in history]
+                fused = sorted(kept, key=lambda i: (-(1 / (61 + beam_order.index(i)) + 1 / (61 + scored.index(i))),
+                                                    beam_order.index(i)))[:10]
+                expect = fused.index(targets[user]) + 1 if targets[user] in fused else 0
+                assert ranks[f"hybrid beam={beam} depth={depth} rerank=rrf"][user] == expect
+        dense = [i for i in np.argsort(-(vectors @ queries[user])).tolist() if i not in history][:10]
+        assert ranks["dense"][user] == (dense.index(targets[user]) + 1 if targets[user] in dense else 0)
+    with pytest.raises(ValueError, match="beam"):
+        HybridConfig(beams=(5,), k=10)
+    with pytest.raises(ValueError, match="depths"):
+        HybridConfig(depths=("prefix",))

@@ -49,12 +49,19 @@ def beam_items(index: PrefixIndex, paths: np.ndarray) -> np.ndarray:
     return items[np.sort(first)]
 
 
+RRF_CONSTANT = 60  # reciprocal rank fusion's k (Cormack et al. 2009), the usual default
+
+
 def hybrid_rerank(beam_paths: np.ndarray, index: PrefixIndex, item_vectors: np.ndarray, queries: np.ndarray,
-                  k: int, *, exclude: np.ndarray | None = None) -> HybridResult:
+                  k: int, *, exclude: np.ndarray | None = None, fusion: str = "vector") -> HybridResult:
     """Map each user's beam paths ``[users, beams, l]`` to items and rank them by ``item . query``.
 
     ``queries`` ``[users, d]``; ``exclude`` ``[users, H]`` (-1 padded) items never returned (the history).
+    ``fusion="rrf"``: rank by reciprocal rank fusion of the beam order and the inner-product order instead
+    (``1 / (60 + beam rank) + 1 / (60 + vector rank)``), so the generative order still counts.
     """
+    if fusion not in ("vector", "rrf"):
+        raise ValueError(f"fusion must be 'vector' or 'rrf', got {fusion!r}")
     vectors = check_vectors(item_vectors, name="item vectors")
     queries = check_vectors(queries, name="history queries")
     beam_paths = np.asarray(beam_paths)
@@ -75,6 +82,11 @@ def hybrid_rerank(beam_paths: np.ndarray, index: PrefixIndex, item_vectors: np.n
         if exclude is not None:
             pool = pool[~np.isin(pool, exclude[user])]
         values = vectors[pool] @ queries[user]
+        if fusion == "rrf":
+            vector_rank = np.empty(pool.size, dtype=np.int64)
+            vector_rank[np.lexsort((np.arange(pool.size), -values))] = np.arange(pool.size)
+            values = (1.0 / (RRF_CONSTANT + 1 + np.arange(pool.size)) + 1.0 / (RRF_CONSTANT + 1 + vector_rank)
+                      ).astype(np.float32)
         order = np.lexsort((np.arange(pool.size), -values))[:k]  # score desc, then beam order
         ids[user, :order.size], scores[user, :order.size] = pool[order], values[order]
     return HybridResult(ids, scores, sizes)

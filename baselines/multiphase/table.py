@@ -171,3 +171,36 @@ def sid_provenance(report: dict) -> list[str]:
                          f"were rebuilt from `{source['config']}` and differ from its committed "
                          f"run's table ({recorded[:12]}): rebuilding that run today does not reproduce it bit-for-bit.")
     return lines
+
+
+def hybrid_markdown(report: dict) -> list[str]:
+    """The recommendation hybrid's section: every system on TEST, the VALID choice and its paired intervals."""
+    metrics = report["metrics"]
+    chosen = metrics["selected_on_valid"]
+    lines = ["## Recommendation hybrid on Beauty (generative beam -> candidate SIDs -> vector rerank)", "",
+             f"Generative retriever: `{metrics['generative_run']['config']}` seed {metrics['generative_run']['seed']}; "
+             f"{metrics['num_test_users']:,} test users; (beam, depth, rerank) chosen on {metrics['num_valid_users']:,} valid "
+             f"users: **{chosen}**. depth=full: the beam's own items; depth=code: + every item sharing a beam item's "
+             "code (without the de-dup digit). rerank=vector: inner product with the chapter-1 history query; "
+             "rerank=rrf: reciprocal rank fusion (k = 60) of the beam order and that inner-product order. "
+             "\"generative\" is the beam-50 list in beam order, history removed.", "",
+             "| system | ndcg@10 | recall@10 | candidates |", "|---|---|---|---|"]
+    for name, values in metrics["test"].items():
+        label = f"**{name}** (valid-selected)" if name == chosen else name
+        candidates = metrics["mean_candidates"].get(name)
+        lines.append(f"| {label} | {values['ndcg@10']:.4f} | {values['recall@10']:.4f} | "
+                     f"{'-' if candidates is None else f'{candidates:,.1f}'} |")
+    return lines + [""] + hybrid_claims(report) + [""]
+
+
+def hybrid_claims(report: dict) -> list[str]:
+    """One claim line per single system the chosen hybrid is compared with (paired bootstrap over test users)."""
+    metrics = report["metrics"]
+    chosen, names = metrics["selected_on_valid"], {"generative": "the generative list alone", "dense": "dense Flat alone"}
+    lines = []
+    for other, interval in metrics["chosen_vs"].items():
+        lines.append(f"Claim \"the hybrid ({chosen}) beats {names.get(other, other)} on test ndcg@10\": "
+                     f"**{interval['verdict']}**. {metrics['test'][chosen]['ndcg@10']:.4f} vs "
+                     f"{metrics['test'][other]['ndcg@10']:.4f}: paired 95% interval of the difference "
+                     f"[{interval['low']:+.4f}, {interval['high']:+.4f}] over {interval['num_events']:,} test users.")
+    return lines
