@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv reproduce test data-stats fault-matrix clean-cache
+.PHONY: venv reproduce test data-stats fault-matrix clean-cache serve
 
 venv: $(STAMP)
 
@@ -41,6 +41,10 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The search API on 127.0.0.1:8000 (the chapter-2 two-tower run must exist with its weights); Ctrl-C stops it.
+serve: $(STAMP)
+	$(PY) scripts/serve.py baselines/serving/myntra_search.yaml
 
 fault-matrix: $(STAMP)
 	$(PY) scripts/fault_matrix.py

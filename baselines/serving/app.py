@@ -1,0 +1,124 @@
+"""The REST API (FastAPI): POST /search, GET /items/{item_id}, GET /health, GET /metrics; OpenAPI at /docs.
+
+Requests are validated by pydantic (an empty or whitespace-only query, a query over ``max_query_chars``, ``k``
+outside [1, ``max_k``] and wrong types get a 422 naming the field); an unknown item id is a 404; any other error is
+a 500 with a request id and no traceback. Prometheus metrics (their own registry per app): a latency histogram
+per stage (embed, retrieve, total), requests by endpoint and status code, cache hits and misses, the index
+version. Each request logs one JSON line (request id, endpoint, status, stage timings).
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI must see the request model class defined inside
+# ``create_app``, not the string of its name.
+import json
+import logging
+import time
+import uuid
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field, field_validator
+
+from baselines.serving.engine import SearchEngine, UnknownItemError
+
+LOGGER = logging.getLogger("mmq.serving")
+STAGES = ("embed", "retrieve", "total")
+BUCKETS_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class Metrics:
+    """The app's Prometheus collectors (one registry per app, so several apps can coexist in a process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram("mmq_stage_latency_seconds", "Latency per search stage", ["stage"],
+                                 buckets=BUCKETS_SECONDS, registry=self.registry)
+        self.requests = Counter("mmq_requests_total", "Requests by endpoint and status code", ["endpoint", "status"],
+                                registry=self.registry)
+        self.cache = Counter("mmq_cache_total", "Cache lookups by cache and outcome", ["cache", "outcome"],
+                             registry=self.registry)
+        self.version = Gauge("mmq_index_info", "The index version being served (value 1)", ["version"],
+                             registry=self.registry)
+
+
+def search_request_model(max_query_chars: int, max_k: int) -> type[BaseModel]:
+    """The POST /search body, with the configured limits."""
+
+    class SearchRequest(BaseModel):
+        query: str = Field(..., description="free-text query", max_length=max_query_chars)
+        k: int = Field(10, ge=1, le=max_k, description=f"results to return, 1..{max_k}")
+
+        @field_validator("query")
+        @classmethod
+        def not_blank(cls, value: str) -> str:
+            cleaned = " ".join(value.split())
+            if not cleaned:
+                raise ValueError("query is empty (only whitespace)")
+            return cleaned
+
+    return SearchRequest
+
+
+def create_app(engine: SearchEngine, *, max_query_chars: int = 256, max_k: int = 100) -> FastAPI:
+    """The API over ``engine``."""
+    app = FastAPI(title="mmq search API", version="1")
+    metrics = Metrics()
+    metrics.version.labels(engine.current.version).set(1)
+    app.state.engine, app.state.metrics = engine, metrics
+    SearchRequest = search_request_model(max_query_chars, max_k)
+
+    @app.middleware("http")
+    async def count_and_log(request: Request, call_next):
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request.state.request_id, request.state.timings = request_id, {}
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:                                  # never leak a traceback to the client
+            LOGGER.exception("request %s failed", request_id)
+            response = JSONResponse({"detail": "internal server error", "request_id": request_id}, status_code=500)
+        endpoint = request.scope.get("route").path if request.scope.get("route") else request.url.path
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        response.headers["x-request-id"] = request_id
+        LOGGER.info(json.dumps({"request_id": request_id, "endpoint": endpoint, "status": response.status_code,
+                                "ms": round((time.perf_counter() - started) * 1e3, 3), **request.state.timings}))
+        return response
+
+    @app.post("/search")
+    def search(body: SearchRequest, request: Request) -> dict:
+        result = engine.search(body.query, body.k)
+        for stage in STAGES:
+            metrics.latency.labels(stage).observe(result.timings_ms[stage] / 1e3)
+        metrics.cache.labels("result", "hit" if result.result_cached else "miss").inc()
+        if not result.result_cached:
+            metrics.cache.labels("embedding", "hit" if result.embedding_cached else "miss").inc()
+        request.state.timings = {f"{stage}_ms": round(value, 3) for stage, value in result.timings_ms.items()}
+        return {"query": body.query, "k": body.k, "index_version": result.version, "items": result.items,
+                "timings_ms": result.timings_ms, "cached": result.result_cached,
+                "request_id": request.state.request_id}
+
+    @app.get("/items/{item_id}")
+    def item(item_id: str) -> dict:
+        try:
+            return engine.item(item_id)
+        except UnknownItemError:
+            return JSONResponse({"detail": f"unknown item id {item_id!r}"}, status_code=404)
+
+    @app.get("/health")
+    def health() -> dict:
+        current = engine.current
+        return {"status": "ok", "index_version": current.version, "num_items": len(current.item_ids),
+                "swaps": engine.swaps}
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def swap(new_version) -> None:
+        """Hot-swap the index and update the version gauge."""
+        old = engine.swap(new_version)
+        metrics.version.remove(old.version)
+        metrics.version.labels(new_version.version).set(1)
+
+    app.state.swap = swap
+    return app

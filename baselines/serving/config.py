@@ -1,0 +1,72 @@
+"""Serving settings (a YAML such as ``baselines/serving/myntra_search.yaml`` holds overrides; it is not a run, so it
+lives beside the code, not under ``experiments/``) and the engine built from run folders.
+
+Models and indexes load once at start from the run folder the YAML names: the chapter-2 two-tower (its selected
+query tower and the product embeddings it wrote), searched through a faiss index built from those embeddings.
+The server binds a loopback address only (this project never listens on other interfaces; put a reverse proxy
+in front of it to expose it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+LOGGER = logging.getLogger(__name__)
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """What the API serves and how (defaults: the chapter-2 two-tower with hard negatives, seed 0)."""
+
+    search_run: str = "experiments/ch2/myntra_two_tower.yaml"   # a query_search run with best.pt + embeddings
+    seed: int = 0
+    index_factory: str = "Flat"            # faiss factory over the product embeddings (e.g. HNSW32)
+    max_query_chars: int = 256             # longer queries are refused (422), as chapter 2's cleaner caps them
+    max_k: int = 100
+    embedding_cache_size: int = 10_000     # query-embedding LRU entries
+    result_cache_size: int = 10_000        # result cache entries ...
+    result_ttl_seconds: float = 300.0      # ... and their time to live
+    host: str = "127.0.0.1"
+    port: int = 8000
+    num_threads: int = 1                   # torch / faiss / BLAS threads per worker (one per worker is fastest)
+
+    def __post_init__(self) -> None:
+        if self.host not in LOOPBACK:
+            raise ValueError(f"host must be a loopback address {list(LOOPBACK)}, got {self.host!r}")
+        if not 1 <= self.port <= 65535 or self.max_k < 1 or self.max_query_chars < 1 or self.num_threads < 1:
+            raise ValueError("port must be in [1, 65535] and max_k, max_query_chars, num_threads >= 1")
+
+
+def load_engine(config: ServingConfig):
+    """The :class:`~baselines.serving.engine.SearchEngine` of ``config.search_run`` (its run must be finished)."""
+    import faiss
+    import torch
+
+    from baselines.serving.engine import SearchEngine, build_version
+    from baselines.two_tower.search import load_benchmark, load_two_tower
+    from mmq import registry
+
+    torch.set_num_threads(config.num_threads)
+    faiss.omp_set_num_threads(config.num_threads)
+    kind, search_config = registry.load_experiment(config.search_run)
+    if kind.name != "query_search":
+        raise ValueError(f"{config.search_run} is a {kind.name!r} run; serving needs a query_search run")
+    directory = registry.run_directory(config.search_run, config.seed)
+    if not registry.is_done(config.search_run, config.seed) or not (directory / "best.pt").exists():
+        raise FileNotFoundError(f"{directory} has no finished run with weights; train it first: "
+                                f"python scripts/run.py {config.search_run} --seeds {config.seed}")
+    model, embeddings = load_two_tower(search_config, directory)
+    _, texts, item_ids = load_benchmark(search_config)
+    records = {item: {"text": text} for item, text in zip(item_ids, texts)}
+    version = f"{registry.run_name(config.search_run)}-seed{config.seed}-{config.index_factory}"
+    index = build_version(version, embeddings, item_ids, records, factory=config.index_factory)
+
+    def encode(queries: list[str]):
+        with torch.inference_mode():
+            return model.encode(queries, "query")
+
+    LOGGER.info("serving %s: %d products, dim %d", version, len(item_ids), embeddings.shape[1])
+    return SearchEngine(encode, index, embedding_cache_size=config.embedding_cache_size,
+                        result_cache_size=config.result_cache_size, result_ttl_seconds=config.result_ttl_seconds)
