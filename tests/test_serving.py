@@ -186,3 +186,20 @@ def test_real_two_tower_engine_serves_a_query():
     client = TestClient(create_app(engine))
     body = client.post("/search", json={"query": "men navy blue casual shirt", "k": 5}).json()
     assert len(body["items"]) == 5 and all("shirt" in item["text"].lower() for item in body["items"][:3])
+
+
+def test_bounded_loopback_load_test_with_a_hot_swap_loses_nothing(served):
+    from baselines.serving.loadtest import LoopbackServer, run_load_test
+
+    _, app, _ = served
+    vectors, ids, records = catalogue(2)
+    new = build_version("v2", vectors, ids, records)
+    with LoopbackServer(app) as server:
+        rows = run_load_test(server.url, [f"q{i}" for i in range(30)], concurrency_levels=[1, 3], max_requests=40,
+                             seconds=20, on_halfway=lambda: app.state.swap(new), swap_level=3)
+    assert [row["requests"] for row in rows] == [40, 40]                  # bounded by the request count
+    assert all(row["status_codes"] == {200: 40} and not row["client_errors"] for row in rows)
+    assert rows[1]["hot_swap_during"] and set(rows[1]["index_versions"]) == {"v1", "v2"}
+    assert rows[0]["p50_ms"] <= rows[0]["p99_ms"]
+    with pytest.raises(ValueError, match="127.0.0.1"):
+        run_load_test("http://10.0.0.1:80", ["q"], max_requests=1)

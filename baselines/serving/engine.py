@@ -102,6 +102,12 @@ class SearchEngine:
             self.swaps += 1
         return old
 
+    def clear_caches(self) -> None:
+        """Empty both caches (benchmarks measure the uncached path this way)."""
+        with self._lock:
+            self._embeddings.clear()
+            self._results.clear()
+
     def item(self, item_id: str) -> dict[str, Any]:
         """The record of ``item_id`` in the current index (UnknownItemError when absent)."""
         records = self._current.records
