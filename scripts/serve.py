@@ -3,7 +3,8 @@
     python scripts/serve.py [baselines/serving/myntra_search.yaml] [--port 8000]
 
 Loads the models and index named by the serving YAML once, then serves POST /search, GET /items/{id},
-GET /health, GET /metrics and the OpenAPI docs at /docs until interrupted.
+GET /health, GET /metrics, GET /dashboard (chapter 3's benchmark + live latency) and the OpenAPI docs at /docs
+until interrupted.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uvicorn
 
 import baselines  # noqa: F401  (registers the run kinds the serving YAML names)
 from baselines.serving.app import create_app
-from baselines.serving.config import ServingConfig, load_engine
+from baselines.serving.config import ServingConfig, dashboard_report, load_engine
 from mmq.cli import setup
 from mmq.config import load_config
 
@@ -32,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(ServingConfig, arguments.config)
     if arguments.port is not None:
         config = dataclasses.replace(config, port=arguments.port)
-    app = create_app(load_engine(config), max_query_chars=config.max_query_chars, max_k=config.max_k)
+    app = create_app(load_engine(config), max_query_chars=config.max_query_chars, max_k=config.max_k,
+                     dashboard_report=dashboard_report(config))
     logging.getLogger("mmq.serving").setLevel(logging.INFO)
     uvicorn.run(app, host=config.host, port=config.port, workers=1, log_level="warning")
     return 0

@@ -203,3 +203,26 @@ def test_bounded_loopback_load_test_with_a_hot_swap_loses_nothing(served):
     assert rows[0]["p50_ms"] <= rows[0]["p99_ms"]
     with pytest.raises(ValueError, match="127.0.0.1"):
         run_load_test("http://10.0.0.1:80", ["q"], max_requests=1)
+
+
+def tiny_ann_report() -> dict:
+    family = {"family": "IVF", "factory": "IVF4,Flat", "points": [{"setting": "nprobe=1", "recall": 0.9, "qps": 100.0}],
+              "pareto": ["nprobe=1"], "operating_point": {"setting": "nprobe=1", "recall": 0.9, "qps": 100.0},
+              "latency": {"p50_ms": 0.1, "p99_ms": 0.2, "histogram_log10_ms": {"counts": [1], "edges": [-1.0, 0.0]}},
+              "batching": [{"batch_size": 1, "qps": 100.0}], "bytes_per_vector": 64.0, "build_s": 1.0}
+    return {"corpora": {"real": {"num_vectors": 10, "flat": {"qps": 50.0}, "families": [family]}}}
+
+
+def test_dashboard_shows_the_benchmark_and_live_latency():
+    vectors, ids, records = catalogue(0)
+    engine = SearchEngine(fake_encoder, build_version("v1", vectors, ids, records))
+    client = TestClient(create_app(engine, dashboard_report=tiny_ann_report()))
+    for query in ("a", "b", "a"):
+        client.post("/search", json={"query": query})
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "Live request latency (served API)" in page.text and 'id="panel-4"' in page.text
+    assert '"name":"total"' in page.text and '"name":"embed"' in page.text     # the live stages
+    assert client.get("/dashboard").text.count("Plotly.newPlot") >= 5
+    bare = TestClient(create_app(SearchEngine(fake_encoder, build_version("v1", vectors, ids, records))))
+    assert bare.get("/dashboard").status_code == 404

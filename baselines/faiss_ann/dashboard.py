@@ -75,9 +75,8 @@ def _figures(metrics: dict[str, Any]):
             ("Single-query latency", latency), ("Batch size vs throughput", batching), ("Operating points", table)]
 
 
-def write_dashboard(metrics: dict[str, Any], path: Path, *, title: str, subtitle: str,
-                    live_panel=None) -> Path:
-    """Write the dashboard HTML atomically (one self-contained file; no CDN, works offline)."""
+def render_dashboard(metrics: dict[str, Any], *, title: str, subtitle: str, live_panel=None) -> str:
+    """The dashboard as one self-contained HTML string (no CDN, works offline); ``live_panel`` is appended last."""
     import plotly.io as pio
 
     sections = _figures(metrics)
@@ -91,5 +90,11 @@ def write_dashboard(metrics: dict[str, Any], path: Path, *, title: str, subtitle
                            config={"displaylogo": False})
         parts.append(f"<h2>{heading}</h2>{html}")
     parts.append("</body></html>")
-    artifacts.write_text(path, "\n".join(parts))
+    return "\n".join(parts)
+
+
+def write_dashboard(metrics: dict[str, Any], path: Path, *, title: str, subtitle: str,
+                    live_panel=None) -> Path:
+    """Write the dashboard HTML atomically."""
+    artifacts.write_text(path, render_dashboard(metrics, title=title, subtitle=subtitle, live_panel=live_panel))
     return path

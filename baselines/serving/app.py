@@ -1,4 +1,4 @@
-"""The REST API (FastAPI): POST /search, GET /items/{item_id}, GET /health, GET /metrics; OpenAPI at /docs.
+"""The REST API (FastAPI): POST /search, GET /items/{item_id}, GET /health, GET /metrics, GET /dashboard; OpenAPI at /docs.
 
 Requests are validated by pydantic (an empty or whitespace-only query, a query over ``max_query_chars``, ``k``
 outside [1, ``max_k``] and wrong types get a 422 naming the field); an unknown item id is a 404; any other error is
@@ -59,8 +59,31 @@ def search_request_model(max_query_chars: int, max_k: int) -> type[BaseModel]:
     return SearchRequest
 
 
-def create_app(engine: SearchEngine, *, max_query_chars: int = 256, max_k: int = 100) -> FastAPI:
-    """The API over ``engine``."""
+def live_latency_figure(metrics: Metrics):
+    """A plotly bar chart of the served requests per latency bucket and stage (from the Prometheus histogram)."""
+    import plotly.graph_objects as go
+
+    counts: dict[str, list[tuple[float, float]]] = {}
+    for family in metrics.registry.collect():
+        if family.name != "mmq_stage_latency_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels["le"] != "+Inf":
+                counts.setdefault(sample.labels["stage"], []).append((float(sample.labels["le"]), sample.value))
+    figure = go.Figure()
+    for stage, buckets in counts.items():
+        buckets.sort()
+        per_bucket = [value - previous for (_, value), (_, previous) in zip(buckets, [(0.0, 0.0), *buckets[:-1]])]
+        figure.add_trace(go.Bar(x=[f"<= {edge * 1e3:g} ms" for edge, _ in buckets], y=per_bucket, name=stage))
+    figure.update_layout(barmode="group", height=360, template="plotly_white", yaxis_title="requests",
+                         margin={"l": 50, "r": 20, "t": 30, "b": 40})
+    return figure
+
+
+def create_app(engine: SearchEngine, *, max_query_chars: int = 256, max_k: int = 100,
+               dashboard_report: dict | None = None) -> FastAPI:
+    """The API over ``engine``; ``dashboard_report`` (the chapter-3 ``ann_scale`` metrics) enables GET /dashboard:
+    the chapter-3 dashboard plus a live panel of this server's request latencies."""
     app = FastAPI(title="mmq search API", version="1")
     metrics = Metrics()
     metrics.version.labels(engine.current.version).set(1)
@@ -109,6 +132,16 @@ def create_app(engine: SearchEngine, *, max_query_chars: int = 256, max_k: int =
         current = engine.current
         return {"status": "ok", "index_version": current.version, "num_items": len(current.item_ids),
                 "swaps": engine.swaps}
+
+    @app.get("/dashboard")
+    def dashboard() -> Response:
+        if dashboard_report is None:
+            return JSONResponse({"detail": "no chapter-3 report configured for the dashboard"}, status_code=404)
+        from baselines.faiss_ann.dashboard import render_dashboard
+
+        html = render_dashboard(dashboard_report, title="ANN benchmark + live API latency",
+                                subtitle=f"index {engine.current.version}", live_panel=live_latency_figure(metrics))
+        return Response(html, media_type="text/html")
 
     @app.get("/metrics")
     def prometheus() -> Response:

@@ -31,12 +31,22 @@ class ServingConfig:
     host: str = "127.0.0.1"
     port: int = 8000
     num_threads: int = 1                   # torch / faiss / BLAS threads per worker (one per worker is fastest)
+    dashboard_run: str | None = "experiments/ch3/ann_pareto.yaml"   # GET /dashboard: this chapter-3 report + live panel
 
     def __post_init__(self) -> None:
         if self.host not in LOOPBACK:
             raise ValueError(f"host must be a loopback address {list(LOOPBACK)}, got {self.host!r}")
         if not 1 <= self.port <= 65535 or self.max_k < 1 or self.max_query_chars < 1 or self.num_threads < 1:
             raise ValueError("port must be in [1, 65535] and max_k, max_query_chars, num_threads >= 1")
+
+
+def dashboard_report(config: ServingConfig) -> dict | None:
+    """The chapter-3 report's metrics for GET /dashboard (None when not configured or not finished)."""
+    from mmq import artifacts, registry
+
+    if config.dashboard_run is None or not registry.is_done(config.dashboard_run, 0):
+        return None
+    return artifacts.read_json(registry.run_directory(config.dashboard_run, 0) / "report.json")["metrics"]
 
 
 def load_engine(config: ServingConfig):
