@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from baselines.faiss_ann.corpus import MixtureModel, fit_mixture, load_real_corpus, vectors_sha256
 from baselines.faiss_ann.gpu import check_device, parameter_space, place
+from baselines.faiss_ann.index import IndexSpec, build_index, search
 from baselines.faiss_ann.sweep import (IndexFamily, batch_throughput, cached_index, cheapest, exact_neighbours,
                                        single_query_latency, sweep_family)
 from mmq.data.paths import cache_dir
@@ -130,9 +131,7 @@ def fit_check(real_vectors: np.ndarray, model: MixtureModel, config: AnnScaleCon
     curves: dict[str, dict[str, list[dict]]] = {}
     neighbour_similarity = {}
     for name, (database, queries) in sets.items():
-        truth_scores = faiss.IndexFlatIP(database.shape[1])
-        truth_scores.add(database)
-        scores, truth = truth_scores.search(queries, config.k)
+        scores, truth = search(build_index(database, IndexSpec("Flat", metric="ip")), queries, config.k)
         neighbour_similarity[name] = {"top1": float(scores[:, 0].mean()), f"top{config.k}": float(scores[:, -1].mean())}
         fingerprint = vectors_sha256(database)
         for family in config.fit_check_families:

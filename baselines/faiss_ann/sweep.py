@@ -114,9 +114,7 @@ def cached_index(vectors: np.ndarray, fingerprint: str, family: IndexFamily, *, 
 
 def exact_neighbours(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """Exact inner-product top-``k`` ids [nq, k] (the recall reference)."""
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return search(flat, queries, k)[1]
+    return search(build_index(vectors, IndexSpec("Flat", metric="ip")), queries, k)[1]
 
 
 def sweep_family(index: faiss.Index, queries: np.ndarray, truth: np.ndarray, family: IndexFamily, *, k: int = 10,

@@ -179,6 +179,7 @@ def synthetic_task(config) -> Task:
 
 def scale_task(config) -> Task:
     """Chapter 3's 1M synthetic corpus; RQ-KMeans fitted on it; chapter 3's cached IVF / HNSW indexes."""
+    from baselines.faiss_ann.content_retrieval import build_flat
     from baselines.faiss_ann.scale import DEFAULT_FAMILIES, AnnScaleConfig, synthetic_corpus
     from baselines.faiss_ann.sweep import cached_index, nlist_for
     from baselines.multiphase.fitted import fitted_tokenizer
@@ -198,8 +199,8 @@ def scale_task(config) -> Task:
         tokenizer, key = fitted_tokenizer(method, vectors, config)
         sources.append(CodeSource(method, tokenizer.encode(vectors), encoder_for(tokenizer), None))
     splits = {}
+    flat = build_flat(vectors)
     for split_name, split_queries in queries.items():
-        flat = faiss_flat(vectors)
         nearest = flat.search(split_queries, 1)[1][:, 0]
         splits[split_name] = QuerySet(split_queries, {method: split_queries for method in config.fit_methods}, None,
                                       lambda ranked, rows=slice(None), t=nearest: ranking_metrics(
@@ -207,15 +208,6 @@ def scale_task(config) -> Task:
     info = {"corpus": {"num_items": int(len(vectors)), "fingerprint": fingerprint, "mixture": model.fingerprint()},
             "sources": {method: {} for method in config.fit_methods}}
     return Task(vectors, sources, splits, info, indexes)
-
-
-def faiss_flat(vectors: np.ndarray):
-    """An exact inner-product index over ``vectors``."""
-    import faiss
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    index.add(vectors)
-    return index
 
 
 TASKS = {"beauty": beauty_task, "myntra": myntra_task, "synthetic": synthetic_task, "scale": scale_task}
