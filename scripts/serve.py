@@ -2,7 +2,8 @@
 
     python scripts/serve.py [baselines/serving/myntra_search.yaml] [--port 8000]
 
-Loads the models and index named by the serving YAML once, then serves POST /search, GET /items/{id},
+Loads the models, index and optional stages (multiphase, rerankers, recommenders, an A/B experiment) named by the
+serving YAML once, then serves POST /search, POST /recommend, GET /items/{id},
 GET /health, GET /metrics, GET /dashboard (chapter 3's benchmark + live latency) and the OpenAPI docs at /docs
 until interrupted.
 """
@@ -16,8 +17,7 @@ import logging
 import uvicorn
 
 import baselines  # noqa: F401  (registers the run kinds the serving YAML names)
-from baselines.serving.app import create_app
-from baselines.serving.config import ServingConfig, dashboard_report, load_engine
+from baselines.serving.config import ServingConfig, create_served_app
 from mmq.cli import setup
 from mmq.config import load_config
 
@@ -33,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(ServingConfig, arguments.config)
     if arguments.port is not None:
         config = dataclasses.replace(config, port=arguments.port)
-    app = create_app(load_engine(config), max_query_chars=config.max_query_chars, max_k=config.max_k,
-                     dashboard_report=dashboard_report(config))
+    app = create_served_app(config)
     logging.getLogger("mmq.serving").setLevel(logging.INFO)
     uvicorn.run(app, host=config.host, port=config.port, workers=1, log_level="warning")
     return 0

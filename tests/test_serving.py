@@ -57,7 +57,8 @@ def test_search_returns_the_exact_top_k_with_timings_and_caches_repeats(served):
     assert [item["item_id"] for item in body["items"]] == brute_force(vectors, ids, "blue shirt", 5)
     assert body["items"][0]["title"] == f"product {body['items'][0]['item_id']}"
     assert [item["score"] for item in body["items"]] == sorted((item["score"] for item in body["items"]), reverse=True)
-    assert set(body["timings_ms"]) == {"embed", "retrieve", "total"} and response.headers["x-request-id"]
+    assert set(body["timings_ms"]) == {"embed", "retrieve", "rerank", "total"} and response.headers["x-request-id"]
+    assert body["pipeline"] == "dense" and body["arm"] is None
     again = client.post("/search", json={"query": "blue shirt", "k": 5}).json()
     assert again["cached"] and again["items"] == body["items"]
     other_k = client.post("/search", json={"query": "blue shirt", "k": 3}).json()   # new result, cached embedding
@@ -86,7 +87,10 @@ def test_items_health_and_unknown_ids(served):
     assert client.get("/items/p3").json() == {"item_id": "p3", "title": "product p3"}
     missing = client.get("/items/nope")
     assert missing.status_code == 404 and "nope" in missing.json()["detail"]
-    assert client.get("/health").json() == {"status": "ok", "index_version": "v1", "num_items": 50, "swaps": 0}
+    health = client.get("/health").json()
+    assert {key: health[key] for key in ("status", "index_version", "num_items", "swaps")} == {
+        "status": "ok", "index_version": "v1", "num_items": 50, "swaps": 0}
+    assert health["retrievals"] == ["dense"] and health["rerankers"] == [] and health["experiment"] is None
     assert client.get("/openapi.json").status_code == 200
 
 

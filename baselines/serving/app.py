@@ -1,10 +1,19 @@
-"""The REST API (FastAPI): POST /search, GET /items/{item_id}, GET /health, GET /metrics, GET /dashboard; OpenAPI at /docs.
+"""The REST API (FastAPI): POST /search, POST /recommend, GET /items/{item_id}, GET /health, GET /metrics,
+GET /dashboard; OpenAPI at /docs.
 
 Requests are validated by pydantic (an empty or whitespace-only query, a query over ``max_query_chars``, ``k``
-outside [1, ``max_k``] and wrong types get a 422 naming the field); an unknown item id is a 404; any other error is
-a 500 with a request id and no traceback. Prometheus metrics (their own registry per app): a latency histogram
-per stage (embed, retrieve, total), requests by endpoint and status code, cache hits and misses, the index
-version. Each request logs one JSON line (request id, endpoint, status, stage timings).
+outside [1, ``max_k``], an unknown pipeline or backend name, an empty or overlong history and wrong types get a 422
+naming the field; a stage this server does not load and history item ids it does not know are a 422 naming them);
+an unknown item id in GET /items is a 404; any other error is a 500 with a request id and no traceback.
+
+POST /search runs a pipeline (``retrieval`` dense | multiphase, optional ``rerank``; the server's default unless the
+request names one). With an A/B experiment configured, a request carrying a ``user_id`` and no explicit pipeline is
+routed to the arm its hash assigns (:class:`baselines.serving.ab.Experiment`), the exposure is logged (one JSON line:
+experiment, unit, arm, pipeline, request id, latency) and the response names the arm.
+
+Prometheus metrics (their own registry per app): a latency histogram per stage (embed, retrieve, rerank, total) and
+per A/B arm, requests by endpoint and status code, cache hits and misses, the index version. Each request logs one
+JSON line (request id, endpoint, status, stage timings).
 """
 
 # No ``from __future__ import annotations`` here: FastAPI must see the request model class defined inside
@@ -13,16 +22,18 @@ import json
 import logging
 import time
 import uuid
+from typing import Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field, field_validator
 
-from baselines.serving.engine import SearchEngine, UnknownItemError
+from baselines.serving.engine import (SearchEngine, StageUnavailableError, UnknownItemError, parse_pipeline,
+                                      pipeline_name)
 
 LOGGER = logging.getLogger("mmq.serving")
-STAGES = ("embed", "retrieve", "total")
+STAGES = ("embed", "retrieve", "rerank", "total")
 BUCKETS_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -39,6 +50,10 @@ class Metrics:
                              registry=self.registry)
         self.version = Gauge("mmq_index_info", "The index version being served (value 1)", ["version"],
                              registry=self.registry)
+        self.arm_latency = Histogram("mmq_arm_latency_seconds", "Search latency per A/B arm", ["experiment", "arm"],
+                                     buckets=BUCKETS_SECONDS, registry=self.registry)
+        self.recommend_latency = Histogram("mmq_recommend_latency_seconds", "Recommendation latency per backend",
+                                           ["backend"], buckets=BUCKETS_SECONDS, registry=self.registry)
 
 
 def search_request_model(max_query_chars: int, max_k: int) -> type[BaseModel]:
@@ -47,6 +62,16 @@ def search_request_model(max_query_chars: int, max_k: int) -> type[BaseModel]:
     class SearchRequest(BaseModel):
         query: str = Field(..., description="free-text query", max_length=max_query_chars)
         k: int = Field(10, ge=1, le=max_k, description=f"results to return, 1..{max_k}")
+        pipeline: Optional[str] = Field(None, description="'<dense|multiphase>[+<lightgbm|lightgbm_ce>]'; "
+                                                          "default: the server's (or the A/B arm's)")
+        user_id: Optional[str] = Field(None, max_length=128, description="A/B unit: routes to the user's arm")
+
+        @field_validator("pipeline")
+        @classmethod
+        def known_pipeline(cls, value):
+            if value is not None:
+                parse_pipeline(value)
+            return value
 
         @field_validator("query")
         @classmethod
@@ -57,6 +82,25 @@ def search_request_model(max_query_chars: int, max_k: int) -> type[BaseModel]:
             return cleaned
 
     return SearchRequest
+
+
+def recommend_request_model(max_k: int, max_history: int, backends: tuple[str, ...]) -> type[BaseModel]:
+    """The POST /recommend body."""
+
+    class RecommendRequest(BaseModel):
+        history: list[str] = Field(..., min_length=1, max_length=max_history,
+                                   description=f"the user's item ids, oldest first (1..{max_history})")
+        k: int = Field(10, ge=1, le=max_k, description=f"items to return, 1..{max_k}")
+        backend: Optional[str] = Field(None, description=f"one of {list(backends)} (default: {backends[:1]})")
+
+        @field_validator("backend")
+        @classmethod
+        def known_backend(cls, value):
+            if value is not None and value not in backends:
+                raise ValueError(f"unknown backend {value!r}; this server loads {list(backends)}")
+            return value
+
+    return RecommendRequest
 
 
 def live_latency_figure(metrics: Metrics):
@@ -81,14 +125,31 @@ def live_latency_figure(metrics: Metrics):
 
 
 def create_app(engine: SearchEngine, *, max_query_chars: int = 256, max_k: int = 100,
-               dashboard_report: dict | None = None) -> FastAPI:
-    """The API over ``engine``; ``dashboard_report`` (the chapter-3 ``ann_scale`` metrics) enables GET /dashboard:
-    the chapter-3 dashboard plus a live panel of this server's request latencies."""
+               dashboard_report: dict | None = None, pipeline: str = "dense", experiment=None, arm_pipelines=None,
+               exposure_log=None, recommenders: dict | None = None, max_history: int = 200) -> FastAPI:
+    """The API over ``engine``.
+
+    ``pipeline``: the default search pipeline. ``experiment`` (an :class:`baselines.serving.ab.Experiment`) with
+    ``arm_pipelines`` (arm -> pipeline) routes requests that carry a ``user_id``; ``exposure_log`` (an
+    :class:`~baselines.serving.ab.ExposureLog`) records each routed request. ``recommenders`` (backend name ->
+    :class:`baselines.serving.recommend.Recommender`, the first is the default) enables POST /recommend.
+    ``dashboard_report`` (the chapter-3 ``ann_scale`` metrics) enables GET /dashboard: the chapter-3 dashboard plus
+    a live panel of this server's request latencies.
+    """
+    parse_pipeline(pipeline)
+    if experiment is not None:
+        missing = set(experiment.arms) - set(arm_pipelines or {})
+        if missing:
+            raise ValueError(f"A/B arms {sorted(missing)} have no pipeline")
+        for spec in arm_pipelines.values():
+            parse_pipeline(spec)
     app = FastAPI(title="mmq search API", version="1")
     metrics = Metrics()
     metrics.version.labels(engine.current.version).set(1)
     app.state.engine, app.state.metrics = engine, metrics
     SearchRequest = search_request_model(max_query_chars, max_k)
+    recommenders = dict(recommenders or {})
+    RecommendRequest = recommend_request_model(max_k, max_history, tuple(recommenders) or ("none",))
 
     @app.middleware("http")
     async def count_and_log(request: Request, call_next):
@@ -109,15 +170,48 @@ def create_app(engine: SearchEngine, *, max_query_chars: int = 256, max_k: int =
 
     @app.post("/search")
     def search(body: SearchRequest, request: Request) -> dict:
-        result = engine.search(body.query, body.k)
+        arm = None
+        spec = body.pipeline or pipeline
+        if experiment is not None and body.user_id is not None and body.pipeline is None:
+            arm = experiment.assign(body.user_id)
+            spec = arm_pipelines[arm]
+        retrieval, rerank = parse_pipeline(spec)
+        try:
+            result = engine.search(body.query, body.k, retrieval=retrieval, rerank=rerank)
+        except StageUnavailableError as error:
+            return JSONResponse({"detail": str(error)}, status_code=422)
         for stage in STAGES:
             metrics.latency.labels(stage).observe(result.timings_ms[stage] / 1e3)
         metrics.cache.labels("result", "hit" if result.result_cached else "miss").inc()
         if not result.result_cached:
             metrics.cache.labels("embedding", "hit" if result.embedding_cached else "miss").inc()
+        if arm is not None:
+            metrics.arm_latency.labels(experiment.name, arm).observe(result.timings_ms["total"] / 1e3)
+            if exposure_log is not None:
+                exposure_log.log(experiment, body.user_id, arm, pipeline=spec, request_id=request.state.request_id,
+                                 query=body.query, total_ms=round(result.timings_ms["total"], 3))
         request.state.timings = {f"{stage}_ms": round(value, 3) for stage, value in result.timings_ms.items()}
-        return {"query": body.query, "k": body.k, "index_version": result.version, "items": result.items,
+        return {"query": body.query, "k": body.k, "index_version": result.version,
+                "pipeline": pipeline_name(result.retrieval, result.rerank), "arm": arm, "items": result.items,
                 "timings_ms": result.timings_ms, "cached": result.result_cached,
+                "request_id": request.state.request_id}
+
+    @app.post("/recommend")
+    def recommend(body: RecommendRequest, request: Request) -> dict:
+        if not recommenders:
+            return JSONResponse({"detail": "this server loads no recommender (set recommenders in the serving "
+                                           "YAML)"}, status_code=404)
+        backend = body.backend or next(iter(recommenders))
+        try:
+            result = recommenders[backend].recommend(body.history, body.k)
+        except UnknownItemError as error:
+            return JSONResponse({"detail": f"unknown item ids in history: {error.args[0]!r}"}, status_code=422)
+        except ValueError as error:
+            return JSONResponse({"detail": str(error)}, status_code=422)
+        metrics.recommend_latency.labels(backend).observe(result.timings_ms["total"] / 1e3)
+        request.state.timings = {f"{stage}_ms": round(value, 3) for stage, value in result.timings_ms.items()}
+        return {"backend": backend, "version": result.version, "k": body.k, "items": result.items,
+                "complete": bool(getattr(result, "complete", True)), "timings_ms": result.timings_ms,
                 "request_id": request.state.request_id}
 
     @app.get("/items/{item_id}")
@@ -131,7 +225,10 @@ def create_app(engine: SearchEngine, *, max_query_chars: int = 256, max_k: int =
     def health() -> dict:
         current = engine.current
         return {"status": "ok", "index_version": current.version, "num_items": len(current.item_ids),
-                "swaps": engine.swaps}
+                "swaps": engine.swaps, "pipeline": pipeline, "retrievals": list(current.retrievals),
+                "rerankers": sorted(current.rerankers), "recommenders": list(recommenders),
+                "experiment": None if experiment is None else {"name": experiment.name, "arms": arm_pipelines,
+                                                               "split": list(experiment.split)}}
 
     @app.get("/dashboard")
     def dashboard() -> Response:

@@ -17,6 +17,34 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclasses.dataclass(frozen=True)
+class ABConfig:
+    """An A/B experiment routed inside the served API (requests with a ``user_id``); off unless ``enabled``."""
+
+    enabled: bool = False
+    name: str = "search-pipeline"
+    salt: str = "ab-1"
+    arms: tuple[str, ...] = ("control", "treatment")
+    split: tuple[float, ...] = (0.5, 0.5)
+    pipelines: tuple[str, ...] = ("dense", "dense+lightgbm")    # one per arm
+    exposure_log: str = "reports/serving_exposures.jsonl"       # append-only JSON lines (git-ignored)
+
+    def __post_init__(self) -> None:
+        from baselines.serving.ab import Experiment
+        from baselines.serving.engine import parse_pipeline
+
+        Experiment(self.name, self.salt, self.arms, self.split)      # validates arms and split
+        if len(self.pipelines) != len(self.arms):
+            raise ValueError(f"ab.pipelines needs one pipeline per arm ({len(self.arms)}), got {list(self.pipelines)}")
+        for spec in self.pipelines:
+            parse_pipeline(spec)
+
+    def experiment(self):
+        from baselines.serving.ab import Experiment
+
+        return Experiment(self.name, self.salt, self.arms, self.split)
+
+
+@dataclasses.dataclass(frozen=True)
 class ServingConfig:
     """What the API serves and how (defaults: the chapter-2 two-tower with hard negatives, seed 0)."""
 
@@ -32,8 +60,32 @@ class ServingConfig:
     port: int = 8000
     num_threads: int = 1                   # torch / faiss / BLAS threads per worker (one per worker is fastest)
     dashboard_run: str | None = "experiments/ch3/ann_pareto.yaml"   # GET /dashboard: this chapter-3 report + live panel
+    pipeline: str = "dense"                # default search pipeline: '<dense|multiphase>[+<lightgbm|lightgbm_ce>]'
+    multiphase: bool = False               # load the multiphase stage (RQ-KMeans SIDs of the served embeddings)
+    multiphase_code_length: int = 3
+    multiphase_codebook_size: int = 256
+    multiphase_probe: int = 8              # code paths probed per query
+    multiphase_min_candidates: int = 1000  # back off to shorter prefixes until this many candidates
+    rerank_run: str = "experiments/ch4/myntra_rerank.yaml"   # a finished chapter-4 run (same catalogue)
+    rerankers: tuple[str, ...] = ()        # among lightgbm, lightgbm_ce
+    recommenders: tuple[str, ...] = ()     # POST /recommend backends (baselines.serving.recommend), first = default
+    max_history: int = 200                 # POST /recommend: longest accepted history
+    ab: ABConfig = ABConfig()
 
     def __post_init__(self) -> None:
+        from baselines.serving.engine import parse_pipeline
+
+        retrieval, rerank = parse_pipeline(self.pipeline)
+        if retrieval == "multiphase" and not self.multiphase:
+            raise ValueError("pipeline uses multiphase retrieval but multiphase is false")
+        if rerank is not None and rerank not in self.rerankers:
+            raise ValueError(f"pipeline reranks with {rerank!r}, which rerankers {list(self.rerankers)} does not load")
+        if self.ab.enabled:
+            for spec in self.ab.pipelines:
+                arm_retrieval, arm_rerank = parse_pipeline(spec)
+                if (arm_retrieval == "multiphase" and not self.multiphase) or (
+                        arm_rerank is not None and arm_rerank not in self.rerankers):
+                    raise ValueError(f"A/B pipeline {spec!r} needs a stage this config does not load")
         if self.host not in LOOPBACK:
             raise ValueError(f"host must be a loopback address {list(LOOPBACK)}, got {self.host!r}")
         if not 1 <= self.port <= 65535 or self.max_k < 1 or self.max_query_chars < 1 or self.num_threads < 1:
@@ -68,10 +120,27 @@ def load_engine(config: ServingConfig):
         raise FileNotFoundError(f"{directory} has no finished run with weights; train it first: "
                                 f"python scripts/run.py {config.search_run} --seeds {config.seed}")
     model, embeddings = load_two_tower(search_config, directory)
-    _, texts, item_ids = load_benchmark(search_config)
+    benchmark, texts, item_ids = load_benchmark(search_config)
     records = {item: {"text": text} for item, text in zip(item_ids, texts)}
     version = f"{registry.run_name(config.search_run)}-seed{config.seed}-{config.index_factory}"
-    index = build_version(version, embeddings, item_ids, records, factory=config.index_factory)
+    multiphase = rerankers = None
+    if config.multiphase:
+        from baselines.serving.stages import fit_multiphase
+
+        multiphase = fit_multiphase(embeddings, code_length=config.multiphase_code_length,
+                                    codebook_size=config.multiphase_codebook_size, seed=config.seed,
+                                    probe=config.multiphase_probe, min_candidates=config.multiphase_min_candidates,
+                                    num_threads=config.num_threads)
+    if config.rerankers:
+        from baselines.serving.stages import load_rerankers
+
+        _, rerank_config = registry.load_experiment(config.rerank_run)
+        if registry.run_name(rerank_config.two_tower) != registry.run_name(config.search_run):
+            raise ValueError(f"{config.rerank_run} reranks {rerank_config.two_tower}'s candidates, but the server "
+                             f"retrieves with {config.search_run}")
+        rerankers = load_rerankers(config.rerank_run, config.seed, config.rerankers, benchmark.attributes, texts)
+    index = build_version(version, embeddings, item_ids, records, factory=config.index_factory,
+                          multiphase=multiphase, rerankers=rerankers)
 
     def encode(queries: list[str]):
         with torch.inference_mode():
@@ -80,3 +149,22 @@ def load_engine(config: ServingConfig):
     LOGGER.info("serving %s: %d products, dim %d", version, len(item_ids), embeddings.shape[1])
     return SearchEngine(encode, index, embedding_cache_size=config.embedding_cache_size,
                         result_cache_size=config.result_cache_size, result_ttl_seconds=config.result_ttl_seconds)
+
+
+def create_served_app(config: ServingConfig):
+    """The FastAPI app of ``config``: engine, optional recommenders, A/B routing and the dashboard report."""
+    from baselines.serving.ab import ExposureLog
+    from baselines.serving.app import create_app
+
+    recommenders = {}
+    if config.recommenders:
+        from baselines.serving.recommend import load_recommender
+
+        recommenders = {name: load_recommender(name, seed=config.seed, num_threads=config.num_threads)
+                        for name in config.recommenders}
+    experiment = config.ab.experiment() if config.ab.enabled else None
+    return create_app(load_engine(config), max_query_chars=config.max_query_chars, max_k=config.max_k,
+                      dashboard_report=dashboard_report(config), pipeline=config.pipeline, experiment=experiment,
+                      arm_pipelines=dict(zip(config.ab.arms, config.ab.pipelines)) if experiment else None,
+                      exposure_log=ExposureLog(config.ab.exposure_log) if experiment else None,
+                      recommenders=recommenders, max_history=config.max_history)
