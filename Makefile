@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv reproduce test data-stats fault-matrix clean-cache serve
+.PHONY: venv reproduce test data-stats fault-matrix clean-cache serve serve-capstone capstone
 
 venv: $(STAMP)
 
@@ -45,6 +45,12 @@ test: $(STAMP)
 # The search API on 127.0.0.1:8000 (the chapter-2 two-tower run must exist with its weights); Ctrl-C stops it.
 serve: $(STAMP)
 	$(PY) scripts/serve.py baselines/serving/myntra_search.yaml
+
+serve-capstone: $(STAMP)
+	$(PY) scripts/serve.py baselines/serving/capstone_serving.yaml
+
+capstone: $(STAMP)
+	$(PY) scripts/capstone.py
 
 fault-matrix: $(STAMP)
 	$(PY) scripts/fault_matrix.py

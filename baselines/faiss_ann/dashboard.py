@@ -75,22 +75,34 @@ def _figures(metrics: dict[str, Any]):
             ("Single-query latency", latency), ("Batch size vs throughput", batching), ("Operating points", table)]
 
 
-def render_dashboard(metrics: dict[str, Any], *, title: str, subtitle: str, live_panel=None) -> str:
-    """The dashboard as one self-contained HTML string (no CDN, works offline); ``live_panel`` is appended last."""
+def render_page(sections, *, title: str, subtitle: str, notes: str = "") -> str:
+    """One self-contained HTML page (plotly.js inlined once, no CDN, fixed element ids) of ``[(heading, figure)]``;
+    a heading's figure may also be an HTML string (a table)."""
     import plotly.io as pio
 
-    sections = _figures(metrics)
-    if live_panel is not None:
-        sections.append(("Live request latency (served API)", live_panel))
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title>",
-             "<style>body{font-family:sans-serif;margin:20px;max-width:1400px}</style></head><body>",
-             f"<h1>{title}</h1><p>{subtitle}</p>"]
+             "<style>body{font-family:sans-serif;margin:20px;max-width:1400px}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style>"
+             "</head><body>", f"<h1>{title}</h1><p>{subtitle}</p>{notes}"]
+    first_figure = True
     for number, (heading, figure) in enumerate(sections):
-        html = pio.to_html(figure, full_html=False, include_plotlyjs=(number == 0), div_id=f"panel-{number}",
+        if isinstance(figure, str):
+            parts.append(f"<h2>{heading}</h2>{figure}")
+            continue
+        html = pio.to_html(figure, full_html=False, include_plotlyjs=first_figure, div_id=f"panel-{number}",
                            config={"displaylogo": False})
+        first_figure = False
         parts.append(f"<h2>{heading}</h2>{html}")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def render_dashboard(metrics: dict[str, Any], *, title: str, subtitle: str, live_panel=None) -> str:
+    """The dashboard as one self-contained HTML string (no CDN, works offline); ``live_panel`` is appended last."""
+    sections = _figures(metrics)
+    if live_panel is not None:
+        sections.append(("Live request latency (served API)", live_panel))
+    return render_page(sections, title=title, subtitle=subtitle)
 
 
 def write_dashboard(metrics: dict[str, Any], path: Path, *, title: str, subtitle: str,

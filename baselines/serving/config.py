@@ -68,7 +68,8 @@ class ServingConfig:
     multiphase_min_candidates: int = 1000  # back off to shorter prefixes until this many candidates
     rerank_run: str = "experiments/ch4/myntra_rerank.yaml"   # a finished chapter-4 run (same catalogue)
     rerankers: tuple[str, ...] = ()        # among lightgbm, lightgbm_ce
-    recommenders: tuple[str, ...] = ()     # POST /recommend backends (baselines.serving.recommend), first = default
+    recommenders: tuple[str, ...] = ()     # POST /recommend backends: generative | two_tower | sasrec
+                                           # (baselines.serving.recommend) | capstone (chapter 10); first = default
     max_history: int = 200                 # POST /recommend: longest accepted history
     ab: ABConfig = ABConfig()
 
@@ -160,8 +161,13 @@ def create_served_app(config: ServingConfig):
     if config.recommenders:
         from baselines.serving.recommend import load_recommender
 
-        recommenders = {name: load_recommender(name, seed=config.seed, num_threads=config.num_threads)
-                        for name in config.recommenders}
+        for name in config.recommenders:
+            if name == "capstone":     # MMQ multiphase -> user two-tower rerank (chapter 10)
+                from baselines.serving.capstone_beauty import load_beauty_pipeline
+
+                recommenders[name] = load_beauty_pipeline()
+            else:
+                recommenders[name] = load_recommender(name, seed=config.seed, num_threads=config.num_threads)
     experiment = config.ab.experiment() if config.ab.enabled else None
     return create_app(load_engine(config), max_query_chars=config.max_query_chars, max_k=config.max_k,
                       dashboard_report=dashboard_report(config), pipeline=config.pipeline, experiment=experiment,
