@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 LOGGER = logging.getLogger(__name__)
 RETRIEVAL_DEPTH = 100          # the retrieval stage's list (recall@100 of the fully relevant products)
+GUARDRAIL_MAX_RATIO = 3.0      # a treatment may take at most 3x the control's served p99 (a reranker costs time)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +184,8 @@ def run_search_track(config: SearchTrackConfig = SearchTrackConfig(), *, exposur
                  for arm in experiment.arms}
     ab = replay(experiment, units, {"control": per_query["dense"][:scored], "treatment": per_query[full]},
                 seed=config.seed)
-    ab["guardrail"] = guardrail(served_ms, "control", max_ratio=3.0)
+    ab["guardrail"] = guardrail(served_ms, "control", max_ratio=GUARDRAIL_MAX_RATIO)
+    ab["guardrail_max_ratio"] = GUARDRAIL_MAX_RATIO
     ab["arms"] = arms
     ab["routed_matches_assignment"] = all(body["arm"] == experiment.assign(unit) for body, unit in zip(bodies, units))
     return {"grid_valid": grid, "chosen": {"probe": chosen["probe"], "min_candidates": chosen["min_candidates"]},

@@ -123,10 +123,16 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
         if not isinstance(stages_ms, dict):
             continue
         for stage, values in stages_ms.items():
-            if isinstance(values, dict) and "p50" in values:
-                lines.append(f"| {system} | {stage} | {_fmt(values['p50'], 2)} | {_fmt(values['p95'], 2)} | "
-                             f"{_fmt(values['p99'], 2)} |")
-    lines += ["", "## A/B: the full system against the strongest single system, replayed through the API", ""]
+            if isinstance(values, dict) and "p50_ms" in values:
+                lines.append(f"| {system} | {stage} | {_fmt(values['p50_ms'], 2)} | {_fmt(values['p95_ms'], 2)} | "
+                             f"{_fmt(values['p99_ms'], 2)} |")
+    served_users = served["ab"].get("served_users")
+    lines += ["", "## A/B: the full system against the strongest single system, replayed through the API", "",
+              "Search: every test query the full system answered went through `POST /search` with its query id as "
+              "the unit; the API's hash assignment picked the arm, logged the exposure and timed it. Recommendation: "
+              f"the first {served_users} test users through `POST /recommend` (the script picks the backend by the "
+              "same hash assignment; 20 unlogged warm-up requests per backend first). The replay then scores every "
+              "unit under both arms (paired), the A/B estimate uses each unit's own arm only.", ""]
     for name, block in (("search", search["ab"]), ("recommend", served["ab"])):
         comparison = block["comparisons"]["treatment"]
         guard = block["guardrail"]["treatment"]
