@@ -1,13 +1,16 @@
 """Benchmark: bounded loopback load test of the search API (uncached and cached queries, a hot swap under load).
 
     python scripts/bench_serving.py [--max-requests 600] [--seconds 15] [--levels 1 4 16]
+        [--encoder torch] [--index-factory Flat] [--pad-to 0] [--workers 1] [--output reports/bench_serving.json]
 
 Serves baselines/serving/myntra_search.yaml (the chapter-2 two-tower over 44k Myntra products; its run must exist
 with weights) as a child process (scripts/serve.py, one uvicorn worker, 127.0.0.1), then per concurrency level sends
 at most --max-requests requests for at most --seconds: first distinct chapter-2 test queries (a disjoint slice per
 level, so every request encodes its query), then 50 warmed queries (result-cache hits). Then, in-process, a hot swap
 halfway through a concurrency-4 run (same vectors, a new version) must lose no request. Prints the machine, load
-average and a table; writes reports/bench_serving.json. Run it with no other job on the cores.
+average and a table; writes the JSON report. Run it with no other job on the cores. ``--encoder`` /
+``--index-factory`` / ``--pad-to`` / ``--workers`` override the serving YAML (``--pad-to 100000``: issue 18's
+100k-item goal on synthetic padding from a mixture fitted to the real product embeddings).
 """
 
 from __future__ import annotations
@@ -39,11 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-requests", type=int, default=600)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--encoder", default="torch")
+    parser.add_argument("--index-factory", default=None)
+    parser.add_argument("--pad-to", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--output", default="reports/bench_serving.json")
     arguments = parser.parse_args(argv)
     setup()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("mmq.serving").setLevel(logging.WARNING)
-    config = load_config(ServingConfig, CONFIG)
+    overrides = {"query_encoder": arguments.encoder, "pad_to": arguments.pad_to, "workers": arguments.workers}
+    if arguments.index_factory:
+        overrides["index_factory"] = arguments.index_factory
+    config = load_config(ServingConfig, CONFIG, **overrides)
     engine = load_engine(config)
     app = create_app(engine, max_query_chars=config.max_query_chars, max_k=config.max_k)
     _, search_config = registry.load_experiment(config.search_run)
@@ -55,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     before = machine()
     rows = []
     port = free_port()
-    command = [sys.executable, str(REPOSITORY_ROOT / "scripts" / "serve.py"), CONFIG, "--port", str(port)]
+    command = [sys.executable, str(REPOSITORY_ROOT / "scripts" / "serve.py"), CONFIG, "--port", str(port),
+               "--encoder", config.query_encoder, "--index-factory", config.index_factory, "--pad-to",
+               str(config.pad_to), "--workers", str(config.workers)]
     with SubprocessServer(command, port) as server:
         for position, level in enumerate(arguments.levels):
             distinct = queries[position * arguments.max_requests:(position + 1) * arguments.max_requests]
@@ -74,12 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     after = machine()
     report = {"machine_before": before, "machine_after": after, "python": platform.python_version(),
               "catalogue": len(first.item_ids), "index_factory": config.index_factory, "threads": config.num_threads,
+              "query_encoder": config.query_encoder, "padded_to": config.pad_to, "workers": config.workers,
               "max_requests": arguments.max_requests, "seconds": arguments.seconds, "rows": rows}
-    path = REPOSITORY_ROOT / "reports" / "bench_serving.json"
+    path = REPOSITORY_ROOT / arguments.output
     artifacts.write_json(path, report)
     print(f"machine: {before['cpu']}, {before['cores']} cores; load average before {before['load_average']}, "
-          f"after {after['load_average']}; {len(first.item_ids):,} products, {config.index_factory}, "
-          f"{config.num_threads} torch/faiss thread; one uvicorn worker on 127.0.0.1 (client: this process)")
+          f"after {after['load_average']}; {len(first.item_ids):,} products"
+          f"{' (real + synthetic padding)' if config.pad_to else ''}, {config.index_factory}, query encoder {config.query_encoder}, {config.num_threads} torch/faiss thread "
+          f"per worker; {config.workers} uvicorn worker(s) on 127.0.0.1 (client: this process)")
     print("| queries | clients | requests | req/s | p50 ms | p95 ms | p99 ms | codes | client errors | swap |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---|---|")
     for row in rows:

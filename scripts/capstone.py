@@ -158,14 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     from baselines.serving.ab import ExposureLog
     from baselines.serving.capstone import SearchTrackConfig, run_search_track
     from baselines.serving.capstone_beauty import run_beauty_track
-    from baselines.serving.capstone_report import (beauty_claims, html_page, render_markdown, search_claims,
-                                                   summary_plot)
+    from baselines.serving.capstone_report import (beauty_claims, html_page, readme_block, render_markdown,
+                                                   search_claims, summary_plot)
+    from mmq.tables import write_readme_block
 
     progress = not arguments.no_progress
     started, load_before = time.perf_counter(), os.getloadavg()
+    meta = None
     if arguments.tracks and arguments.tracks.exists():       # a debugging shortcut: the tracks of an earlier run
         with open(arguments.tracks, "rb") as handle:
-            search, beauty, served = pickle.load(handle)
+            search, beauty, served, meta = pickle.load(handle)
     else:
         search = run_search_track(SearchTrackConfig(max_queries=arguments.max_queries),
                                   exposure_log=ExposureLog(REPORTS / "capstone_search_exposures.jsonl"),
@@ -173,15 +175,16 @@ def main(argv: list[str] | None = None) -> int:
         beauty = run_beauty_track(progress=progress)
         served = served_recommend_ab(beauty, users=arguments.served_users, salt="capstone-1",
                                      log_path=REPORTS / "capstone_recommend_exposures.jsonl")
+        meta = {"seconds": round(time.perf_counter() - started, 1),
+                "load_before": " ".join(f"{value:.2f}" for value in load_before),
+                "load_after": " ".join(f"{value:.2f}" for value in os.getloadavg())}
         if arguments.tracks:
             with artifacts.atomic_path(arguments.tracks) as staging, open(staging, "wb") as handle:
-                pickle.dump((search, beauty, served), handle)
+                pickle.dump((search, beauty, served, meta), handle)
     search["claims"] = search_claims(search)
     beauty["claims"] = beauty_claims(beauty)
     report = {"command": COMMAND, "machine": machine(), "search": search, "beauty": beauty,
-              "served_recommend": served, "seconds": round(time.perf_counter() - started, 1),
-              "load_before": " ".join(f"{value:.2f}" for value in load_before),
-              "load_after": " ".join(f"{value:.2f}" for value in os.getloadavg())}
+              "served_recommend": served, **meta}
     report["findings"] = findings(report)
     arrays = {f"search/{name}": values for name, values in search.pop("per_query").items()}
     for system, values in beauty.pop("per_user").items():
@@ -198,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     summary_plot(report, REPORTS / "capstone.png")
     artifacts.write_text(REPORTS / "capstone.md", markdown + "\n![capstone summary](capstone.png)\n")
     artifacts.write_text(REPORTS / "capstone.html", html_page(report, markdown))
+    if arguments.max_queries is None:          # a quick look never touches the README
+        write_readme_block("capstone", readme_block(report))
     print(markdown)
     print(f"\nwrote reports/capstone.{{md,json,png,html}} and reports/capstone_per_event.npz in "
           f"{report['seconds'] / 60:.1f} min")

@@ -13,7 +13,7 @@ from baselines.serving.ab import Experiment, ExposureLog
 from baselines.serving.app import create_app
 from baselines.serving.engine import SearchEngine, UnknownItemError, build_version, parse_pipeline, pipeline_name
 from baselines.serving.stages import fit_multiphase
-from tests.test_serving import brute_force, catalogue, fake_encoder
+from tests.test_serving import DIM, brute_force, catalogue, fake_encoder
 
 
 @dataclasses.dataclass
@@ -151,3 +151,39 @@ def test_recommend_endpoint_validates_history_k_and_backend(pipeline_engine):
     assert "mmq_recommend_latency_seconds_count{backend=\"fake\"} 1.0" in client.get("/metrics").text
     without = TestClient(create_app(engine)).post("/recommend", json={"history": ["p0"]})
     assert without.status_code in (404, 422)
+
+
+def test_serving_config_rejects_stages_it_does_not_load_and_bad_values():
+    from baselines.serving.asgi import serving_config
+    from baselines.serving.config import ABConfig, ServingConfig
+
+    assert ServingConfig(multiphase=True, rerankers=("lightgbm",), pipeline="multiphase+lightgbm").pipeline
+    for kwargs, message in [({"pipeline": "multiphase"}, "multiphase is false"),
+                            ({"pipeline": "dense+lightgbm"}, "does not load"),
+                            ({"query_encoder": "tflite"}, "query_encoder must be one of"),
+                            ({"workers": 0}, "workers must be"),
+                            ({"pad_to": 100, "multiphase": True}, "pad_to"),
+                            ({"ab": ABConfig(enabled=True, pipelines=("dense", "multiphase"))}, "A/B pipeline"),
+                            ({"host": "0.0.0.0"}, "loopback")]:
+        with pytest.raises(ValueError, match=message):
+            ServingConfig(**kwargs)
+    with pytest.raises(ValueError, match="one pipeline per arm"):
+        ABConfig(pipelines=("dense",))
+    with pytest.raises(ValueError, match="split"):
+        ABConfig(split=(0.7, 0.7))
+    with pytest.raises(Exception, match="unknown key"):
+        serving_config("baselines/serving/myntra_search.yaml", {"bogus": 1})
+    assert serving_config("baselines/serving/capstone_serving.yaml").ab.enabled
+
+
+def test_benchmark_padding_keeps_the_real_rows_and_adds_unit_synthetic_ones():
+    from baselines.serving.config import pad_catalogue
+
+    vectors, ids, records = catalogue(3, num=2100)
+    padded, padded_ids, padded_records = pad_catalogue(vectors, ids, records, 2500, seed=0)
+    assert padded.shape == (2500, DIM) and np.array_equal(padded[:2100], vectors)
+    assert padded_ids[:2100] == ids and padded_ids[2100] == "synthetic-0" and len(set(padded_ids)) == 2500
+    assert np.allclose(np.linalg.norm(padded[2100:], axis=1), 1.0, atol=1e-4)
+    assert "synthetic" in padded_records["synthetic-399"]["text"]
+    again, _, _ = pad_catalogue(vectors, ids, records, 2500, seed=0)
+    assert np.array_equal(again, padded)

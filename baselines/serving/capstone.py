@@ -167,8 +167,13 @@ def run_search_track(config: SearchTrackConfig = SearchTrackConfig(), *, exposur
             per_query[label] = values[0][:len(queries["test"])].astype(np.float32)
             test[label] = {"ndcg@10": round(float(per_query[label].mean()), 6), "source": f"{run} per_query.npz"}
     committed = per_query_matrix(serving.search_run, (config.seed,), "test_ndcg_at_10")
-    consistency = None if committed is None else round(float(np.abs(
-        committed[0][:len(per_query["dense"])] - per_query["dense"]).max()), 6)
+    consistency = None
+    if committed is not None:
+        difference = np.abs(committed[0][:len(per_query["dense"])] - per_query["dense"])
+        consistency = {"queries_differing": int((difference > 1e-6).sum()), "queries": int(difference.size),
+                       "max_abs_diff": round(float(difference.max()), 6),
+                       "mean_chapter2": round(float(committed[0][:difference.size].mean()), 6),
+                       "mean_api": round(float(per_query["dense"].mean()), 6)}
 
     # --- A/B through the API: unit = test query id, control = two-tower alone, treatment = the full system ----
     experiment = Experiment("capstone-search", config.experiment_salt, ("control", "treatment"), (0.5, 0.5))

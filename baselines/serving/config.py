@@ -72,6 +72,10 @@ class ServingConfig:
                                            # (baselines.serving.recommend) | capstone (chapter 10); first = default
     max_history: int = 200                 # POST /recommend: longest accepted history
     ab: ABConfig = ABConfig()
+    query_encoder: str = "torch"           # torch | torch_int8 | onnx | onnx_int8 | static (baselines.serving.encoders)
+    pad_to: int = 0                        # BENCHMARK ONLY: add synthetic products (a mixture fitted to the served
+                                           # embeddings, ids "synthetic-<n>") until the index holds pad_to items
+    workers: int = 1                       # uvicorn worker processes (each loads its own copy)
 
     def __post_init__(self) -> None:
         from baselines.serving.engine import parse_pipeline
@@ -91,6 +95,15 @@ class ServingConfig:
             raise ValueError(f"host must be a loopback address {list(LOOPBACK)}, got {self.host!r}")
         if not 1 <= self.port <= 65535 or self.max_k < 1 or self.max_query_chars < 1 or self.num_threads < 1:
             raise ValueError("port must be in [1, 65535] and max_k, max_query_chars, num_threads >= 1")
+        from baselines.serving.encoders import KINDS
+
+        if self.query_encoder not in KINDS:
+            raise ValueError(f"query_encoder must be one of {list(KINDS)}, got {self.query_encoder!r}")
+        if self.workers < 1 or self.pad_to < 0:
+            raise ValueError(f"workers must be >= 1 and pad_to >= 0, got {self.workers} / {self.pad_to}")
+        if self.pad_to and (self.multiphase or self.rerankers):
+            raise ValueError("pad_to (benchmark padding) serves dense retrieval only: the multiphase stage and the "
+                             "rerankers are bound to the real catalogue")
 
 
 def dashboard_report(config: ServingConfig) -> dict | None:
@@ -100,6 +113,21 @@ def dashboard_report(config: ServingConfig) -> dict | None:
     if config.dashboard_run is None or not registry.is_done(config.dashboard_run, 0):
         return None
     return artifacts.read_json(registry.run_directory(config.dashboard_run, 0) / "report.json")["metrics"]
+
+
+def pad_catalogue(embeddings, item_ids: list[str], records: dict, total: int, *, seed: int = 0):
+    """Benchmark padding: synthetic product vectors from a mixture fitted to ``embeddings`` (chapter 3's sampler)
+    appended until ``total`` rows; ids ``synthetic-<n>``, records say so."""
+    import numpy as np
+
+    from baselines.faiss_ann.corpus import fit_mixture
+
+    extra = total - len(item_ids)
+    mixture = fit_mixture(np.ascontiguousarray(embeddings, dtype=np.float32), num_components=1024, rank=8, seed=seed)
+    synthetic = mixture.sample(extra, seed=seed).astype(np.float32)
+    ids = [f"synthetic-{number}" for number in range(extra)]
+    records = {**records, **{item: {"text": "(synthetic benchmark padding)"} for item in ids}}
+    return np.concatenate([embeddings, synthetic]), item_ids + ids, records
 
 
 def load_engine(config: ServingConfig):
@@ -123,7 +151,12 @@ def load_engine(config: ServingConfig):
     model, embeddings = load_two_tower(search_config, directory)
     benchmark, texts, item_ids = load_benchmark(search_config)
     records = {item: {"text": text} for item, text in zip(item_ids, texts)}
-    version = f"{registry.run_name(config.search_run)}-seed{config.seed}-{config.index_factory}"
+    if config.pad_to > len(item_ids):
+        embeddings, item_ids, records = pad_catalogue(embeddings, list(item_ids), records, config.pad_to,
+                                                      seed=config.seed)
+    version = f"{registry.run_name(config.search_run)}-seed{config.seed}-{config.index_factory}-{config.query_encoder}"
+    if config.pad_to:
+        version += f"-padded{len(item_ids)}"
     multiphase = rerankers = None
     if config.multiphase:
         from baselines.serving.stages import fit_multiphase
@@ -143,9 +176,10 @@ def load_engine(config: ServingConfig):
     index = build_version(version, embeddings, item_ids, records, factory=config.index_factory,
                           multiphase=multiphase, rerankers=rerankers)
 
-    def encode(queries: list[str]):
-        with torch.inference_mode():
-            return model.encode(queries, "query")
+    from baselines.serving.encoders import load_query_encoder
+
+    encode = load_query_encoder(config.query_encoder, model, search_config, num_threads=config.num_threads,
+                                benchmark=benchmark, product_texts=texts)
 
     LOGGER.info("serving %s: %d products, dim %d", version, len(item_ids), embeddings.shape[1])
     return SearchEngine(encode, index, embedding_cache_size=config.embedding_cache_size,
