@@ -59,7 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(engine, max_query_chars=config.max_query_chars, max_k=config.max_k)
     _, search_config = registry.load_experiment(config.search_run)
     benchmark, _, _ = load_benchmark(search_config)
-    queries, _ = query_texts(benchmark.split("test"))
+    # distinct queries for the uncached rows: every level gets its own slice, and a slice must not run out (the load
+    # test cycles through its queries, so a short slice would turn into cache hits): test, then valid, then train
+    queries = list(dict.fromkeys(query_texts(benchmark.split("test"))[0] + query_texts(benchmark.split("valid"))[0]
+                                 + query_texts(benchmark.split("train"))[0]))
+    needed = arguments.max_requests * len(arguments.levels)
+    if len(queries) < needed:
+        raise SystemExit(f"{len(queries)} distinct queries cannot give {len(arguments.levels)} levels "
+                         f"{arguments.max_requests} uncached requests each; lower --max-requests")
     first = engine.current
     swapped = build_version(f"{first.version}-swapped", first.index.reconstruct_n(0, first.index.ntotal),
                             first.item_ids, first.records, factory=config.index_factory)

@@ -13,6 +13,7 @@ from baselines.serving import encoders
 from baselines.two_tower import search
 from baselines.two_tower.model import TwoTower
 from baselines.two_tower.queries import generate_benchmark
+from mmq import artifacts
 from tests.test_query_search import FAST, SMALL, tiny_catalogue
 
 NEEDS = {"onnx": "onnxruntime", "onnx_int8": "onnxruntime", "static": "model2vec"}
@@ -32,8 +33,8 @@ def _tiny_sentence_transformer(directory, words: list[str]):
     vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *characters, *[f"##{c}" for c in characters],
                   *sorted(set(words) - set(characters))]
     directory.mkdir(parents=True)
-    (directory / "vocab.txt").write_text("\n".join(vocabulary) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab={token: index for index, token in enumerate(vocabulary)}, do_lower_case=True)
+    assert len(tokenizer.get_vocab()) == len(vocabulary)
     tokenizer.save_pretrained(str(directory))
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -117,7 +118,13 @@ def test_onnx_export_is_cached_by_content(world, isolated_dirs, monkeypatch):
     monkeypatch.setattr(encoders, "export_onnx", lambda *a: pytest.fail("exported again"))
     assert encoders.onnx_model_path(model, quantized=True) == first
     assert sorted(path.name.split("-")[0] for path in first.parent.glob("*.onnx")) == ["onnx", "onnx_int8"]
+    backend = model.query_encoder.tokenizer.backend_tokenizer
+    backend.no_truncation()
+    backend.no_padding()                                   # as a freshly loaded tower (serving) has it
     changed = encoders.tower_fingerprint(model)
+    with torch.inference_mode():
+        model.encode(["a query long enough to be truncated at twelve tokens by the tower"], "query")
+    assert encoders.tower_fingerprint(model) == changed    # the tokenizer's last padding / truncation is not content
     with torch.no_grad():
         model.query_head.outer.bias.add_(0.01)
     try:
@@ -140,6 +147,7 @@ def test_static_encoder_is_trained_once_then_read_from_its_cache(world, isolated
     np.testing.assert_allclose(again(QUERIES), first(QUERIES), atol=1e-6)
     assert encoders.tower_fingerprint(model) == before                   # distillation left the tower untouched
     assert not list(first.directory.parent.glob(".static-*"))            # no staging folder left behind
+    assert first.directory.stat().st_mode & 0o777 == 0o777 & ~artifacts._umask()
     model_, config, benchmark, texts = world
     encoders.load_query_encoder("static", model, config, benchmark=benchmark, product_texts=texts,
                                 static=dataclasses.replace(TINY_STATIC, epochs=1))
