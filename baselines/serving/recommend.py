@@ -27,6 +27,7 @@ replay) run the same code and agree.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 import time
@@ -71,7 +72,7 @@ class Ranked(NamedTuple):
     timings_ms: dict[str, float]   # summed over the batch's stages
 
 
-class Recommender:
+class Recommender(abc.ABC):
     """A next-item backend over a fixed catalogue; subclasses implement :meth:`rank` on item indices."""
 
     name = "recommender"
@@ -88,9 +89,9 @@ class Recommender:
         if len(self._rows) != len(self.catalogue) or not self.catalogue:
             raise ValueError(f"{self.name}: the catalogue must be non-empty without duplicate item ids")
 
+    @abc.abstractmethod
     def rank(self, histories: Sequence[np.ndarray], k: int) -> Ranked:
-        """Top-``k`` unseen items of each (validated) history of item indices."""
-        raise NotImplementedError
+        """Top-``k`` unseen items of each (validated) history of item indices (each backend implements it)."""
 
     def recommend(self, history: Sequence[str], k: int) -> RecommendResult:
         """Top-``k`` items after ``history`` (item ids, oldest first), history items excluded.
