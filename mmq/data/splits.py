@@ -97,3 +97,61 @@ def chronological_split(dataset: InteractionDataset, *, test_fraction: float = 0
         train_end_time=float(ordered["timestamp"].iloc[test_start - 1]),
         test_start_time=float(ordered["timestamp"].iloc[test_start]),
     )
+
+
+def per_user_chronological_split(dataset: InteractionDataset, *, test_fraction: float = 0.1,
+                                 valid_fraction: float = 0.1, positive_threshold: float = 3.0,
+                                 split_seed: int = 0) -> ChronologicalSplit:
+    """Per-user time split: each user's last ``test_fraction`` of ratings (by time) is test, the
+    ``valid_fraction`` before them validation, the rest training, so every test user has training history.
+
+    Counts per user of ``n`` ratings: ``max(1, round(test_fraction * n))`` test and ``max(1, round(valid_fraction
+    * n))`` validation; a user with fewer than 3 ratings keeps all of them in training. [choice] Ratings with
+    equal timestamps are ordered by a shuffle seeded with ``split_seed`` (not by item id), the same for every
+    run seed, so every run scores the same events. ``train_end_time`` / ``test_start_time`` are NaN: the cut
+    differs per user.
+    """
+    interactions = dataset.interactions
+    if interactions["timestamp"].isna().any() or interactions["rating"].isna().any():
+        raise ValueError(f"{dataset.name}: the per-user chronological split needs timestamps and ratings for every "
+                         "interaction")
+    for name, fraction in (("test_fraction", test_fraction), ("valid_fraction", valid_fraction)):
+        if not 0.0 < fraction < 0.5:
+            raise ValueError(f"{name} must be in (0, 0.5), got {fraction}")
+    frame = interactions.copy()
+    frame["label"] = (frame["rating"] > positive_threshold).astype(np.int8)
+    frame["tiebreak"] = np.random.default_rng(split_seed).permutation(len(frame))
+    frame = frame.sort_values(["user_index", "timestamp", "tiebreak"], kind="stable").reset_index(drop=True)
+    sizes = frame.groupby("user_index", sort=False)["user_index"].transform("size").to_numpy()
+    rank = frame.groupby("user_index", sort=False).cumcount().to_numpy()  # 0-based position in time
+    num_test = np.maximum(1, np.rint(test_fraction * sizes)).astype(np.int64)
+    num_valid = np.maximum(1, np.rint(valid_fraction * sizes)).astype(np.int64)
+    eligible = sizes >= 3
+    is_test = eligible & (rank >= sizes - num_test)
+    is_valid = eligible & ~is_test & (rank >= sizes - num_test - num_valid)
+    parts = {}
+    for name, rows in (("train", ~is_test & ~is_valid), ("valid", is_valid), ("test", is_test)):
+        part = frame.loc[rows].drop(columns="tiebreak")
+        parts[name] = part.sort_values(["timestamp", "user_index", "position"], kind="stable").reset_index(drop=True)
+        if parts[name].empty:
+            raise ValueError(f"{dataset.name}: the per-user split leaves the {name} part empty")
+    return ChronologicalSplit(train=parts["train"], valid=parts["valid"], test=parts["test"],
+                              train_end_time=float("nan"), test_start_time=float("nan"))
+
+
+def popularity_stratified_items(counts: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """A seeded ``fraction`` of the items, stratified by popularity: items sorted by ``counts`` (ties by index)
+    fall into consecutive strata of ``round(1 / fraction)`` items, and one item is drawn from each stratum
+    (a last, partial stratum gives one item with probability size / stratum). Sorted item indices."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    counts = np.asarray(counts)
+    stride = max(1, int(round(1.0 / fraction)))
+    order = np.lexsort((np.arange(len(counts)), counts))  # by popularity, ties by item index
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for start in range(0, len(order), stride):
+        pick = int(rng.integers(0, stride))
+        if start + pick < len(order):
+            chosen.append(order[start + pick])
+    return np.sort(np.asarray(chosen, dtype=np.int64))

@@ -8,6 +8,10 @@
 
 A config names any non-empty subset of these, in the order the tokenizer reads them
 (``modalities: [text, collaborative]``, ``[image]``, ``[text, image, collaborative]``, ...).
+
+``shuffled: [image]`` is the control that asks what a modality adds: its rows are permuted across items
+by a permutation seeded with ``shuffle_seed`` (item i reads item pi(i)'s poster features), so the
+modality keeps its distribution but loses its link to the item.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class ItemModalitiesConfig:
     image_tower_seed: int = 0                      # ... of this seed ...
     tower_stage: str = "movielens"                 # ... and the stage whose best.pt encodes posters
     collaborative: CollaborativeConfig = CollaborativeConfig()
+    shuffled: tuple[str, ...] = ()                 # modalities whose rows are permuted across items (a control)
+    shuffle_seed: int = 0                          # ... by this seeded permutation
 
     def __post_init__(self) -> None:
         if isinstance(self.modalities, str):
@@ -50,6 +56,12 @@ class ItemModalitiesConfig:
         duplicates = sorted({name for name in self.modalities if self.modalities.count(name) > 1})
         if duplicates:
             raise ValueError(f"modalities {self.modalities} name {duplicates} more than once")
+        if isinstance(self.shuffled, str):
+            raise ValueError(f"shuffled must be a list of modality names, got the string {self.shuffled!r}")
+        object.__setattr__(self, "shuffled", tuple(self.shuffled))
+        stray = [name for name in self.shuffled if name not in self.modalities]
+        if stray:
+            raise ValueError(f"shuffled names {stray}, which are not among the modalities {self.modalities}")
 
 
 def _features(dataset, name: str, config: ItemModalitiesConfig):
@@ -80,4 +92,10 @@ def load_item_modalities(config: ItemModalitiesConfig) -> tuple[dict[str, np.nda
     report = {"dataset": dataset.name, "num_items": dataset.num_items,
               "dims": {name: int(array.shape[1]) for name, array in embeddings.items()},
               **missing, "missing_rows": "zero vectors (stay zero after L2 normalisation)"}
+    if config.shuffled:
+        permutation = np.random.default_rng(config.shuffle_seed).permutation(dataset.num_items)
+        for name in config.shuffled:
+            embeddings[name] = embeddings[name][permutation]
+        report["shuffled"] = {"modalities": list(config.shuffled), "seed": config.shuffle_seed,
+                              "fixed_points": int((permutation == np.arange(dataset.num_items)).sum())}
     return embeddings, report

@@ -1,5 +1,6 @@
-"""One ranking run: PPNet on MovieLens (chronological 90/10, rating > 3), optionally with SIDs and
-MMQ stage 2 (behavior-aware fine-tuning of the tokenizer through soft indices).
+"""One ranking run: PPNet on MovieLens (rating > 3; ``protocol`` global 90/10 as the paper, per-user, or
+cold items: :mod:`mmq.ranking.data`), optionally with SIDs and MMQ stage 2 (behavior-aware fine-tuning of
+the tokenizer through soft indices).
 
 ``semantic_ids`` names the YAML config of the SID run (MA/MS baselines, MMQ stage 1 or an
 ablation); that run is built first if missing, with the same seed unless ``tokenizer_seed`` fixes
@@ -24,7 +25,7 @@ from mmq import registry
 from mmq.finetune.runs import live_source, save_finetuned
 from mmq.finetune.sources import FrozenCodes, NoCodes
 from mmq.metrics.per_event import save_per_event
-from mmq.ranking.data import ranking_data
+from mmq.ranking.data import PROTOCOLS, ranking_data
 from mmq.ranking.ppnet import ITEM_FEATURES, PPNet, PPNetConfig
 from mmq.ranking.train import RankingTrainingConfig, fit_ranking, predict, ranking_metrics, ranking_split_arrays
 
@@ -48,8 +49,15 @@ class RankingConfig:
     long_tail_fraction: float = 0.25         # head / tail buckets of test items by training exposure
     num_threads: int = 1
     profile: str = "cpu"
+    protocol: str = "global"                 # global [paper] | per_user | cold_items (mmq.ranking.data)
+    cold_fraction: float = 0.2               # cold_items: share of movies held out of training
+    split_seed: int = 0                      # per_user tie order and the cold items; fixed across run seeds
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if not 0.0 < self.cold_fraction < 1.0:
+            raise ValueError(f"cold_fraction must be in (0, 1), got {self.cold_fraction}")
         if self.item_features not in ITEM_FEATURES:
             raise ValueError(f"item_features must be one of {ITEM_FEATURES}, got {self.item_features!r}")
         if "sid" in self.item_features and not self.semantic_ids:
@@ -66,8 +74,15 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
     torch.manual_seed(seed)
     dataset = load_dataset(config.dataset, kcore=config.kcore)
     data = ranking_data(dataset, test_fraction=config.test_fraction, valid_fraction=config.valid_fraction,
-                        positive_threshold=config.positive_threshold)
+                        positive_threshold=config.positive_threshold, protocol=config.protocol,
+                        cold_fraction=config.cold_fraction, split_seed=config.split_seed)
     metrics: dict[str, Any] = {"profile": config.profile, "num_samples": {k: len(v) for k, v in data.splits.items()}}
+    if config.protocol != "global":
+        metrics["protocol"] = {"name": config.protocol, "split_seed": config.split_seed,
+                               "num_test_users": int(len(set(data.splits["test"].users.tolist())))}
+        if config.protocol == "cold_items":
+            metrics["protocol"].update(num_cold_items=int(len(data.cold_items)), cold_fraction=config.cold_fraction,
+                                       id_fallback="cold items share one unknown-item ID embedding (never trained)")
     source, codebook_sizes, tokenizer = NoCodes(data.num_items), None, None
     if config.semantic_ids:
         tokenizer_seed = seed if config.tokenizer_seed is None else config.tokenizer_seed
@@ -88,9 +103,10 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
             source = FrozenCodes(stage1_codes, codebook_sizes)
     torch.manual_seed(seed)
     model = PPNet(num_users=data.num_users, num_items=data.num_items, item_features=config.item_features,
-                  codebook_sizes=codebook_sizes, config=config.ppnet)
+                  codebook_sizes=codebook_sizes, config=config.ppnet,
+                  unknown_items=data.cold_items if len(data.cold_items) else None)
     metrics["num_params"] = sum(p.numel() for p in model.parameters())
-    long_tail = data.long_tail_items(config.long_tail_fraction)
+    long_tail = data.item_buckets(config.long_tail_fraction)
     metrics["training"] = fit_ranking(model, source, data, config.training, directory, seed=seed, progress=progress,
                                       finetuning=config.finetuning)
     scores = {"valid": predict(model, source, data.splits["valid"])}
@@ -101,7 +117,7 @@ def run_ranking(config: RankingConfig, seed: int, directory: Path, *, progress: 
     metrics["test_seconds"] = round(time.perf_counter() - started, 2)
     arrays = {}
     for split_name, split_scores in scores.items():
-        arrays.update(ranking_split_arrays(data.splits[split_name], split_scores, split_name))
+        arrays.update(ranking_split_arrays(data.splits[split_name], split_scores, split_name, long_tail))
     metrics["per_event"] = save_per_event(directory, arrays)
     metrics["long_tail"] = {"fraction": config.long_tail_fraction, "num_head_items": len(long_tail["head"]),
                             "num_tail_items": len(long_tail["tail"]),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -48,7 +49,10 @@ class PPNet(nn.Module):
     """User + item features -> gated DNN -> click/like logit."""
 
     def __init__(self, *, num_users: int, num_items: int, item_features: str = "id",
-                 codebook_sizes: Sequence[int] | None = None, config: PPNetConfig = PPNetConfig()) -> None:
+                 codebook_sizes: Sequence[int] | None = None, config: PPNetConfig = PPNetConfig(),
+                 unknown_items: Sequence[int] | None = None) -> None:
+        """``unknown_items``: items held out of training (cold items); their ID lookups share one extra
+        unknown-item row, so an item-ID model scores them all alike (SIDs still tell them apart)."""
         super().__init__()
         if item_features not in ITEM_FEATURES:
             raise ValueError(f"item_features must be one of {ITEM_FEATURES}, got {item_features!r}")
@@ -58,7 +62,16 @@ class PPNet(nn.Module):
         self.item_features, self.config = item_features, config
         dim = config.embedding_dim
         self.user = nn.Embedding(num_users, dim)
-        self.item = nn.Embedding(num_items, dim) if item_features != "sid" else None
+        self.item = None
+        if item_features != "sid":
+            self.item = nn.Embedding(num_items + (1 if unknown_items is not None else 0), dim)
+            if unknown_items is not None:
+                unknown = torch.as_tensor(np.asarray(unknown_items, dtype=np.int64))
+                if unknown.numel() and (unknown.min() < 0 or unknown.max() >= num_items):
+                    raise ValueError(f"unknown_items must be item indices in [0, {num_items})")
+                rows = torch.arange(num_items)
+                rows[unknown] = num_items
+                self.register_buffer("id_rows", rows, persistent=False)
         self.sid = SidEmbedding(codebook_sizes, config.sid_embedding_dim, config.init_std) if uses_sid else None
         for table in (self.user, self.item):
             if table is not None:
@@ -80,7 +93,7 @@ class PPNet(nn.Module):
         priors = [user]
         features = [user]
         if self.item is not None:
-            item = self.item(items)
+            item = self.item(self.id_rows[items] if hasattr(self, "id_rows") else items)
             priors.append(item)
             features.append(item)
         if self.sid is not None:

@@ -60,7 +60,7 @@ def predict(model, source, split: RankingSplit, batch_size: int = 8192) -> np.nd
 
 
 def ranking_metrics(split: RankingSplit, scores: np.ndarray, long_tail: dict[str, np.ndarray] | None = None) -> dict:
-    """AUC, GAUC (per-user AUC weighted by samples) and, when given, AUC on head / tail items."""
+    """AUC, GAUC (per-user AUC weighted by samples) and, when given, AUC on each item bucket (head, tail, ...)."""
     metrics: dict[str, Any] = {"auc": auc(split.labels, scores), **gauc(split.users, split.labels, scores),
                                "num_samples": len(split), "positive_rate": float(split.labels.mean())}
     for name, items in (long_tail or {}).items():
@@ -71,9 +71,14 @@ def ranking_metrics(split: RankingSplit, scores: np.ndarray, long_tail: dict[str
     return metrics
 
 
-def ranking_split_arrays(split: RankingSplit, scores: np.ndarray, name: str) -> dict[str, np.ndarray]:
-    """Per-sample logits, labels, users and items of ``split`` in the per-event format (``<name>_score``, ...)."""
-    return ranking_arrays(name, scores=scores, labels=split.labels, users=split.users, items=split.items)
+def ranking_split_arrays(split: RankingSplit, scores: np.ndarray, name: str,
+                         buckets: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Per-sample logits, labels, users and items of ``split`` in the per-event format (``<name>_score``, ...),
+    plus an int8 mask ``<name>_in_<bucket>`` per item bucket (head, tail, cold, ...) when ``buckets`` are given."""
+    arrays = ranking_arrays(name, scores=scores, labels=split.labels, users=split.users, items=split.items)
+    for bucket, items in (buckets or {}).items():
+        arrays[f"{name}_in_{bucket}"] = np.isin(split.items, items).astype(np.int8)
+    return arrays
 
 
 class RankingTask(TrainingTask):
