@@ -13,7 +13,7 @@ import csv
 import io
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -155,13 +155,17 @@ def paper_reference_rows(table: str, path: Path | None = None) -> list[dict]:
     return rows
 
 
-def parse_arguments(description: str, argv: list[str] | None = None) -> argparse.Namespace:
-    """The table scripts' options: ``--seeds``, ``--no-train``, ``--force``, ``--output-dir``."""
+def parse_arguments(description: str, argv: list[str] | None = None,
+                    extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The table scripts' options: ``--seeds``, ``--no-train``, ``--force``, ``--output-dir`` (and whatever
+    ``extra`` adds to the parser)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--no-train", action="store_true", help="never train; leave out missing runs")
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--output-dir", type=Path, default=None)
+    if extra is not None:
+        extra(parser)
     return parser.parse_args(argv)
 
 
@@ -235,30 +239,37 @@ def _check_report(value: float, report: dict, directory: Path, split: str, metri
 def paired_interval(reports_a: Sequence[dict], directories_a: Sequence[Path], reports_b: Sequence[dict],
                     directories_b: Sequence[Path], metric: str, *, split: str = "test", num_resamples: int = 2000,
                     seed: int = 0) -> Interval | None:
-    """Paired interval of ``metric`` (``ndcg@K``, ``recall@K``, ``auc``, ``gauc``) of row a minus row b over
+    """Paired interval of ``metric`` (``ndcg@K``, ``recall@K``, ``auc``, ``gauc``, ``auc_<bucket>``: AUC on the
+    events whose ``<split>_in_<bucket>`` mask is set, e.g. ``auc_tail``, ``auc_cold``) of row a minus row b over
     the test events both rows scored, from every seed's per-event results.
 
-    None when any run lacks per-event results or the metric has no per-event form (e.g. ``auc_tail``).
+    None when any run lacks per-event results (or the bucket's mask) or the metric has no per-event form.
     Rows that did not evaluate the same events in the same order, or per-event results that do not
     reproduce a run's reported value, are errors.
     """
     name, _, cutoff = metric.partition("@")
-    if not ((name in RANK_METRICS and cutoff.isdigit()) or (metric in SCORE_METRICS)):
+    bucket = metric[len("auc_"):] if metric.startswith("auc_") else None  # AUC on an item bucket (auc_tail, ...)
+    if not ((name in RANK_METRICS and cutoff.isdigit()) or metric in SCORE_METRICS or bucket):
         return None
     runs_a, runs_b = per_event_runs(reports_a, directories_a), per_event_runs(reports_b, directories_b)
     if runs_a is None or runs_b is None:
         return None
     runs, reports, directories = [*runs_a, *runs_b], [*reports_a, *reports_b], [*directories_a, *directories_b]
-    if metric in SCORE_METRICS:
-        _same_events(runs, directories, [f"{split}_user", f"{split}_item", f"{split}_label"])
-        labels, users = runs[0][f"{split}_label"], runs[0][f"{split}_user"]
+    if metric in SCORE_METRICS or bucket:
+        mask_name = f"{split}_in_{bucket}"
+        if bucket and any(mask_name not in run for run in runs):
+            return None  # runs made before the bucket masks were recorded
+        _same_events(runs, directories, [f"{split}_user", f"{split}_item", f"{split}_label",
+                                         *([mask_name] if bucket else [])])
+        rows = runs[0][mask_name].astype(bool) if bucket else np.ones(len(runs[0][f"{split}_label"]), dtype=bool)
+        labels, users = runs[0][f"{split}_label"][rows], runs[0][f"{split}_user"][rows]
         for run, report, directory in zip(runs, reports, directories):
-            scores = run[f"{split}_score"]
-            value = auc(labels, scores) if metric == "auc" else gauc(users, labels, scores)["gauc"]
+            scores = run[f"{split}_score"][rows]
+            value = gauc(users, labels, scores)["gauc"] if metric == "gauc" else auc(labels, scores)
             _check_report(value, report, directory, split, metric)
-        scores_a, scores_b = ([run[f"{split}_score"] for run in row] for row in (runs_a, runs_b))
-        return SCORE_METRICS[metric](np.stack(scores_a), np.stack(scores_b), labels, users,
-                                     num_resamples=num_resamples, seed=seed)
+        scores_a, scores_b = ([run[f"{split}_score"][rows] for run in row] for row in (runs_a, runs_b))
+        method = SCORE_METRICS["auc" if bucket else metric]
+        return method(np.stack(scores_a), np.stack(scores_b), labels, users, num_resamples=num_resamples, seed=seed)
     _same_events(runs, directories, [f"{split}_user"])
     k, values = int(cutoff), []
     for run, report, directory in zip(runs, reports, directories):

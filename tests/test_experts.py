@@ -175,3 +175,28 @@ def test_load_item_modalities_returns_one_entry_per_modality_in_order(monkeypatc
     assert "num_items_without_text" not in report
     embeddings, report = load_item_modalities(ItemModalitiesConfig(modalities=("image",)))
     assert list(embeddings) == ["image"] and report["num_items_without_image"] == 2
+
+
+def test_shuffled_modality_permutes_rows_across_items_and_names_bad_input(monkeypatch):
+    import mmq.data
+
+    dataset = SimpleNamespace(name="synthetic", num_items=50)
+    image = np.arange(50 * 6, dtype=np.float32).reshape(50, 6)
+    monkeypatch.setattr(mmq.data, "load_dataset", lambda name, kcore=None: dataset)
+    monkeypatch.setattr(item_modalities, "item_text_embeddings", lambda data, config: np.eye(50, 3, dtype=np.float32))
+    monkeypatch.setattr(item_modalities, "_features", lambda data, name, config: SimpleNamespace(
+        embeddings=image.copy(), valid=np.ones(50, bool)))
+    plain, _ = load_item_modalities(ItemModalitiesConfig())
+    shuffled, report = load_item_modalities(ItemModalitiesConfig(shuffled=("image",), shuffle_seed=3))
+    again, _ = load_item_modalities(ItemModalitiesConfig(shuffled=("image",), shuffle_seed=3))
+    other, _ = load_item_modalities(ItemModalitiesConfig(shuffled=["image"], shuffle_seed=4))
+    np.testing.assert_array_equal(shuffled["text"], plain["text"])          # only the named modality moves
+    np.testing.assert_array_equal(np.sort(shuffled["image"], axis=0), np.sort(plain["image"], axis=0))  # same rows
+    assert (shuffled["image"] != plain["image"]).any(1).mean() > 0.8        # ... at other items
+    np.testing.assert_array_equal(shuffled["image"], again["image"])        # seeded
+    assert (other["image"] != shuffled["image"]).any()
+    assert report["shuffled"]["modalities"] == ["image"] and report["shuffled"]["seed"] == 3
+    with pytest.raises(ValueError, match=r"shuffled names \['collaborative'\]"):
+        ItemModalitiesConfig(shuffled=("collaborative",))
+    with pytest.raises(ValueError, match="list of modality names"):
+        ItemModalitiesConfig(shuffled="image")

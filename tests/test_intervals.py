@@ -273,6 +273,33 @@ def test_ranking_collection_gives_auc_and_gauc_intervals_and_none_for_tail_auc(c
     assert intervals.between("A", "B", "auc_tail") is None
 
 
+def test_bucket_auc_intervals_use_the_masked_events_only(configs):
+    config_a, config_b = configs
+    scores_a, scores_b, labels, users = ranking_events(num_events=1500, num_users=30, seed=4)
+    items = np.arange(1500, dtype=np.int32) % 97
+    cold = (items % 5 == 0).astype(np.int8)
+    rows = cold.astype(bool)
+
+    def ranking_run(config, seed, scores, *, report_shift=0.0):
+        split = {"auc": roc_auc_score(labels, scores), "gauc": gauc(users, labels, scores)["gauc"],
+                 "auc_cold": roc_auc_score(labels[rows], scores[rows]) + report_shift}
+        arrays = {"test_score": scores, "test_label": labels, "test_user": users.astype(np.int32),
+                  "test_item": items, "test_in_cold": cold}
+        return write_run(config, seed, arrays, {"test": split})
+
+    reports = {"A": [ranking_run(config_a, seed, scores) for seed, scores in enumerate(scores_a)],
+               "B": [ranking_run(config_b, seed, scores) for seed, scores in enumerate(scores_b)]}
+    intervals = ClaimIntervals((("A", config_a), ("B", config_b)), reports, num_resamples=300)
+    expected = paired_bootstrap_auc(scores_a[:, rows], scores_b[:, rows], labels[rows], users[rows],
+                                    num_resamples=300)
+    assert intervals.between("A", "B", "auc_cold") == expected
+    assert expected.num_events == rows.sum()
+    assert intervals.between("A", "B", "auc_warm") is None  # no such mask recorded
+    reports["B"][0] = ranking_run(config_b, 0, scores_b[0], report_shift=0.01)
+    with pytest.raises(ValueError, match="auc_cold .* differs from the reported"):
+        ClaimIntervals((("A", config_a), ("B", config_b)), reports, num_resamples=300).between("A", "B", "auc_cold")
+
+
 @pytest.mark.filterwarnings("ignore:No artists with labels")   # the empty series tables' plots
 def test_ranking_script_prints_intervals_for_runs_with_per_event_results(isolated_dirs, monkeypatch):
     import scripts.table_movielens_ranking as script
@@ -303,11 +330,13 @@ def test_ranking_script_prints_intervals_for_runs_with_per_event_results(isolate
     output.mkdir()
     assert script.main(["--seeds", "0", "1", "--no-train", "--output-dir", str(output)]) == 0
     claims = [line for line in (output / "movielens_ranking.md").read_text().splitlines() if line.startswith("Claim")]
-    auc_line, gauc_line, tail_line = claims
+    auc_line, gauc_line, _, tail_line = claims[:4]
     assert "strongest other 'PPNet + MS-OPQ'" in auc_line   # the first of the tied baselines
     for line, function in ((auc_line, paired_bootstrap_auc), (gauc_line, paired_bootstrap_gauc)):
         interval = function(scores_a[:2], scores_b[:2], labels, users)
         assert line.endswith(f"; {interval_clause(interval)}.") and "over 800 test events of 20 users" in line
-    assert tail_line.startswith("Claim 'SIDs help the long tail") and "paired" not in tail_line   # no per-event form
+    assert tail_line.startswith("Claim 'SIDs help the long tail") and "paired" not in tail_line   # no bucket masks
+    for name in ("movielens_ranking_per_user.md", "movielens_ranking_cold_items.md"):  # one table per protocol
+        assert "Claim 'MMQ above the best MA/MS baseline (AUC)': HELD" in (output / name).read_text()
     ablation = (output / "movielens_ablation.md").read_text()
     assert "Claim 'full MMQ above 'w/o L_aux'': HELD" in ablation and ablation.count("paired 95% CI") == 1

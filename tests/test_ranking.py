@@ -135,3 +135,87 @@ def test_ppnet_learns_a_user_item_pattern(mmq_world):
                     Path(directory), seed=0, progress=False)
     metrics = ranking_metrics(data.splits["test"], predict(model, NoCodes(data.num_items), data.splits["test"]))
     assert metrics["auc"] > 0.9
+
+
+def test_per_user_split_gives_every_user_history_and_a_seeded_tie_order():
+    import pandas as pd
+
+    from mmq.data.schema import ImportReport, InteractionDataset
+    from mmq.data.splits import per_user_chronological_split
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for user, count in enumerate([20, 10, 5, 3, 2]):
+        for position in range(count):  # timestamps with ties (position // 2)
+            rows.append((user, int(rng.integers(0, 30)), float(rng.choice([2.0, 4.5])), float(position // 2), position))
+    interactions = pd.DataFrame(rows, columns=["user_index", "item_index", "rating", "timestamp", "position"])
+    items = pd.DataFrame({"item_id": [f"i{i}" for i in range(30)], "title": ["t"] * 30})
+    dataset = InteractionDataset("tiny", items, interactions, ImportReport(dataset="tiny"), ("title",))
+    split = per_user_chronological_split(dataset, split_seed=0)
+    test_counts = split.test.groupby("user_index").size().to_dict()
+    valid_counts = split.valid.groupby("user_index").size().to_dict()
+    assert test_counts == {0: 2, 1: 1, 2: 1, 3: 1} and valid_counts == {0: 2, 1: 1, 2: 1, 3: 1}
+    assert 4 not in set(split.test["user_index"]) and (split.train["user_index"] == 4).sum() == 2  # < 3 ratings
+    for user in range(4):  # each user's test ratings are no earlier than their training ratings
+        assert split.train.loc[split.train["user_index"] == user, "timestamp"].max() <= \
+            split.test.loc[split.test["user_index"] == user, "timestamp"].min()
+    assert len(split.train) + len(split.valid) + len(split.test) == len(interactions)
+    again = per_user_chronological_split(dataset, split_seed=0)
+    assert again.test.equals(split.test)
+    other = [per_user_chronological_split(dataset, split_seed=seed).test["position"].tolist() for seed in range(1, 6)]
+    assert any(positions != split.test["position"].tolist() for positions in other)  # ties follow the seed
+    with pytest.raises(ValueError, match="test_fraction"):
+        per_user_chronological_split(dataset, test_fraction=0.6)
+
+
+def test_popularity_stratified_items_draw_one_per_stratum():
+    from mmq.data.splits import popularity_stratified_items
+
+    counts = np.random.default_rng(1).integers(1, 500, size=103)
+    chosen = popularity_stratified_items(counts, 0.2, seed=7)
+    order = np.lexsort((np.arange(103), counts))
+    strata = np.searchsorted(np.arange(0, 103, 5), np.argsort(order)[chosen], side="right") - 1
+    assert len(set(strata.tolist())) == len(chosen) and 20 <= len(chosen) <= 21  # at most one per stratum
+    np.testing.assert_array_equal(chosen, popularity_stratified_items(counts, 0.2, seed=7))
+    assert not np.array_equal(chosen, popularity_stratified_items(counts, 0.2, seed=8))
+    with pytest.raises(ValueError, match="fraction"):
+        popularity_stratified_items(counts, 1.5, seed=0)
+
+
+def test_cold_item_protocol_holds_items_out_of_training_and_ppnet_shares_their_id_row(mmq_world):
+    from mmq.ranking.data import ranking_data
+
+    dataset, _ = mmq_world.synthetic_dataset()
+    data = ranking_data(dataset, protocol="cold_items", cold_fraction=0.2)
+    cold = data.cold_items
+    assert len(cold) == pytest.approx(0.2 * dataset.num_items, abs=1)
+    assert not np.isin(data.splits["train"].items, cold).any()
+    assert np.isin(data.splits["test"].items, cold).any()
+    assert (data.train_exposure[cold] == 0).all()
+    buckets = data.item_buckets()
+    assert set(buckets) == {"head", "tail", "cold", "warm"}
+    assert len(np.intersect1d(buckets["cold"], buckets["warm"])) == 0
+    per_user = ranking_data(dataset, protocol="per_user")
+    assert len(per_user.cold_items) == 0 and set(per_user.item_buckets()) == {"head", "tail"}
+    assert set(per_user.splits["test"].users) <= set(per_user.splits["train"].users)
+    with pytest.raises(ValueError, match="protocol"):
+        ranking_data(dataset, protocol="leave_one_out")
+
+    model = PPNet(num_users=3, num_items=6, unknown_items=[1, 4],
+                  config=PPNetConfig(embedding_dim=4, hidden_dims=(8,), gate_hidden_dim=4)).eval()
+    assert model.item.num_embeddings == 7
+    users = torch.tensor([0, 0, 0])
+    logits = model(users, torch.tensor([1, 4, 2]))
+    assert logits[0] == logits[1] and logits[0] != logits[2]  # both cold items read the unknown row
+    with pytest.raises(ValueError, match="unknown_items"):
+        PPNet(num_users=3, num_items=6, unknown_items=[6])
+
+
+def test_ranking_config_rejects_unknown_protocols():
+    from mmq.ranking.experiment import RankingConfig
+
+    assert RankingConfig().protocol == "global"
+    with pytest.raises(ValueError, match="protocol must be one of"):
+        RankingConfig(protocol="per-user")
+    with pytest.raises(ValueError, match="cold_fraction"):
+        RankingConfig(protocol="cold_items", cold_fraction=0.0)

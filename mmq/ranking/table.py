@@ -1,7 +1,9 @@
 """MovieLens ranking tables (MMQ paper tables A and D, plus the SID-length and expert series).
 
 Rows are data (:data:`ROWS`: table, label, config, series x); every number comes from the run
-reports of ``experiments/ranking/*.yaml``. Quality columns are those of the SIDs the ranking model
+reports of ``experiments/ranking/*.yaml``. Table A exists once per protocol (:data:`PROTOCOL_TABLES`):
+the paper's global split (``experiments/ranking/``), per-user (``experiments/ranking/per_user/``) and cold
+items (``experiments/ranking/cold_items/``), with the same rows plus the shuffled-poster controls. Quality columns are those of the SIDs the ranking model
 used: the stage-1 run's for frozen SIDs, the re-derived table's after behavior fine-tuning. Claim
 lines come from :mod:`mmq.claims`.
 """
@@ -22,10 +24,10 @@ DATASET = "movielens"
 # (split, metric) columns in display order
 COLUMNS = (("all_items", "l_recon"), ("all_items", "entropy"), ("all_items", "utilization"),
            ("all_items", "changed_items"), ("valid", "auc"), ("test", "auc"), ("test", "gauc"),
-           ("test", "auc_head"), ("test", "auc_tail"))
+           ("test", "auc_head"), ("test", "auc_tail"), ("test", "auc_cold"), ("test", "auc_warm"))
 # the compact grid of the README blocks: SID quality, then the downstream AUCs
 README_COLUMNS = (("all_items", "l_recon"), ("all_items", "utilization"), ("all_items", "changed_items"),
-                  ("test", "auc"), ("test", "gauc"), ("test", "auc_tail"))
+                  ("test", "auc"), ("test", "gauc"), ("test", "auc_tail"), ("test", "auc_cold"))
 PAPER_METRICS = {"l_recon": "l_recon", "entropy": "entropy", "utilization": "utilization", "auc": "auc",
                  "gauc": "gauc"}
 
@@ -40,8 +42,9 @@ class RankingRow:
     x: int | None = None
 
 
-def _config(name: str) -> str:
-    return f"experiments/ranking/movielens_{name}.yaml"
+def _config(name: str, protocol: str = "global") -> str:
+    folder = "" if protocol == "global" else f"{protocol}/"
+    return f"experiments/ranking/{folder}movielens_{name}.yaml"
 
 
 BASELINES = tuple((f"{fusion.upper()}-{label}", f"{fusion}_{method}")
@@ -49,11 +52,24 @@ BASELINES = tuple((f"{fusion.upper()}-{label}", f"{fusion}_{method}")
                   for fusion in ("ma", "ms"))
 MMQ_FULL = "MMQ (stage 1 + behavior fine-tuning)"
 MMQ_STAGE1 = "MMQ stage 1 only (w/o behavior fine-tuning)"
+SHUFFLED = " — posters shuffled across items"
+# table A once per protocol: table name -> (protocol, output file)
+PROTOCOL_TABLES = {"ranking": ("global", "movielens_ranking"),
+                   "ranking_per_user": ("per_user", "movielens_ranking_per_user"),
+                   "ranking_cold_items": ("cold_items", "movielens_ranking_cold_items")}
+
+
+def _ranking_rows(table: str, protocol: str) -> tuple[RankingRow, ...]:
+    return (RankingRow(table, "PPNet-ItemID", _config("ppnet_itemid", protocol)),
+            *(RankingRow(table, f"PPNet + {label}", _config(name, protocol)) for label, name in BASELINES),
+            RankingRow(table, f"PPNet + {MMQ_STAGE1}", _config("mmq_stage1", protocol)),
+            RankingRow(table, f"PPNet + {MMQ_FULL}", _config("mmq", protocol)),
+            RankingRow(table, f"PPNet + {MMQ_STAGE1}{SHUFFLED}", _config("mmq_stage1_shuffled_poster", protocol)),
+            RankingRow(table, f"PPNet + {MMQ_FULL}{SHUFFLED}", _config("mmq_shuffled_poster", protocol)))
+
+
 ROWS: tuple[RankingRow, ...] = (
-    RankingRow("ranking", "PPNet-ItemID", _config("ppnet_itemid")),
-    *(RankingRow("ranking", f"PPNet + {label}", _config(name)) for label, name in BASELINES),
-    RankingRow("ranking", f"PPNet + {MMQ_STAGE1}", _config("mmq_stage1")),
-    RankingRow("ranking", f"PPNet + {MMQ_FULL}", _config("mmq")),
+    *(row for table, (protocol, _) in PROTOCOL_TABLES.items() for row in _ranking_rows(table, protocol)),
     RankingRow("ablation", MMQ_FULL, _config("mmq")),
     RankingRow("ablation", "w/o cosine quantizer (L2 lookup)", _config("mmq_l2")),
     RankingRow("ablation", "w/o L_aux", _config("mmq_no_aux")),
@@ -70,8 +86,8 @@ ROWS: tuple[RankingRow, ...] = (
                  _config("mmq_specific_only" if count == 6 else f"mmq_specific_only{count}"), count)
       for count in (4, 6, 8, 10)),
 )
-TABLES = {"ranking": "movielens_ranking", "ablation": "movielens_ablation", "sid_length": "movielens_sid_length",
-          "experts": "movielens_shared_vs_specific"}
+TABLES = {**{table: name for table, (_, name) in PROTOCOL_TABLES.items()}, "ablation": "movielens_ablation",
+          "sid_length": "movielens_sid_length", "experts": "movielens_shared_vs_specific"}
 SERIES = {"sid_length": ("SID length", None), "experts": ("number of experts", ("2 shared", "specific-only"))}
 
 
@@ -79,8 +95,9 @@ def report_values(report: dict) -> dict[tuple[str, str], float]:
     """``{(split, metric): value}`` of one ranking run report."""
     metrics = report["metrics"]
     values = {("valid", "auc"): metrics["valid"]["auc"]}
-    for name in ("auc", "gauc", "auc_head", "auc_tail"):
-        values[("test", name)] = metrics["test"][name]
+    for name in ("auc", "gauc", "auc_head", "auc_tail", "auc_cold", "auc_warm"):
+        if name in metrics["test"]:
+            values[("test", name)] = metrics["test"][name]
     quality = (metrics["finetuned"]["quality"] if "finetuned" in metrics
                else metrics.get("semantic_ids", {}).get("stage1_quality"))
     if quality:
@@ -152,7 +169,8 @@ def plot_ranking(rows: Sequence[dict], path: Path, *, title: str) -> None:
     import matplotlib.pyplot as plt
 
     methods = list(dict.fromkeys(row["method"] for row in rows if row["source"] == "ours"))
-    metrics = ("auc", "auc_head", "auc_tail")
+    metrics = tuple(metric for metric in ("auc", "auc_head", "auc_tail", "auc_cold")
+                    if any(row["metric"] == metric for row in rows))
     figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(methods)), 4))
     width = 0.8 / len(metrics)
     for index, metric in enumerate(metrics):
@@ -197,5 +215,40 @@ def plot_series(rows: Sequence[dict], path: Path, *, title: str, xlabel: str,
         axis.set_ylabel(f"{split} {metric}")
     figure.suptitle(title)
     figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def plot_intervals(panels: dict[str, list[tuple[str, str, object]]], path: Path, *, reference: str) -> None:
+    """One panel per protocol: each row's paired difference to ``reference`` (point and 95% interval over test
+    ratings, users resampled) per metric; ``panels`` maps a panel title to ``(row label, metric, Interval)``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(dict.fromkeys(label for entries in panels.values() for label, _, _ in entries))
+    metrics = list(dict.fromkeys(metric for entries in panels.values() for _, metric, _ in entries))
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 0.38 * len(labels) + 1.6), sharey=True,
+                                squeeze=False)
+    offsets = {metric: (index - (len(metrics) - 1) / 2) * 0.25 for index, metric in enumerate(metrics)}
+    colours = dict(zip(metrics, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
+    for axis, (title, entries) in zip(axes[0], panels.items()):
+        for label, metric, interval in entries:
+            y = labels.index(label) + offsets[metric]
+            axis.errorbar(interval.difference, y, xerr=[[interval.difference - interval.low],
+                                                        [interval.high - interval.difference]],
+                          fmt="o", color=colours[metric], capsize=2, markersize=3)
+        axis.axvline(0.0, color="grey", linewidth=0.8)
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel(f"difference to {reference} (paired 95% CI)", fontsize=8)
+        axis.tick_params(labelsize=7)
+    axes[0][0].set_yticks(range(len(labels)), [label.replace("PPNet + ", "") for label in labels])
+    axes[0][0].invert_yaxis()
+    handles = [plt.Line2D([], [], color=colours[metric], marker="o", linestyle="", label=f"test {metric}")
+               for metric in metrics]
+    figure.legend(handles=handles, loc="lower center", ncol=len(metrics), fontsize=7)
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
