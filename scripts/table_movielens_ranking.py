@@ -18,8 +18,9 @@ import baselines  # noqa: F401  (registers the baseline tokenizer kinds)
 from mmq.cli import setup
 
 from mmq.claims import HELD, ClaimIntervals, claim_line
-from mmq.ranking.table import (BASELINES, MMQ_FULL, MMQ_STAGE1, PROTOCOL_TABLES, README_COLUMNS, ROWS, SERIES, SHUFFLED,
-                               TABLES, grid, paper_rows, plot_intervals, plot_ranking, plot_series, table_rows)
+from mmq.metrics.intervals import verdict
+from mmq.ranking.table import (ABLATION_TABLES, BASELINES, MMQ_FULL, MMQ_STAGE1, PROTOCOL_TABLES, README_COLUMNS, ROWS,
+                               SERIES, SHUFFLED, TABLE_PROTOCOLS, TABLES, grid, paper_rows, plot_intervals, plot_ranking, plot_series, table_rows)
 from mmq.tables import (collect, is_default_output, missing_note, parse_arguments, tables_dir, write_readme_block,
                         write_table)
 
@@ -51,15 +52,19 @@ MODEL = ("PPNet (`mmq.ranking.ppnet`): user-ID and item-ID embeddings (32), SID 
          "0.5 L_aux) and report the re-derived SIDs' quality; `changed_items` = fraction of items whose SID moved.")
 
 
-def notes_for(table: str, ours: list[dict], missing: list[str],
-              intervals: ClaimIntervals | None = None) -> list[str]:
+def notes_for(table: str, ours: list[dict], missing: list[str], intervals: ClaimIntervals | None = None,
+              ledger: dict | None = None) -> list[str]:
     """Protocol, model and the paper's claims as tested on these rows (with ``intervals``: the paired
-    interval of each claim whose rows have per-event results)."""
+    interval of each claim whose rows have per-event results; ``ledger[(claim, protocol)]`` receives each
+    claim's verdict cell for the README ledger)."""
     def claim(text: str, candidate: str, others: list[str], metric: str = "auc") -> str:
         interval = intervals.for_claim(ours, candidate, others, metric) if intervals else None
-        return claim_line(ours, text, candidate, others, metric=metric, style=HELD, interval=interval)
+        line = claim_line(ours, text, candidate, others, metric=metric, style=HELD, interval=interval)
+        if ledger is not None:
+            ledger[(text, protocol)] = ledger_cell(line, interval)
+        return line
 
-    protocol = PROTOCOL_TABLES[table][0] if table in PROTOCOL_TABLES else "global"
+    protocol = TABLE_PROTOCOLS.get(table, "global")
     notes = [DATA, PROTOCOLS[protocol], MODEL]
     if table in PROTOCOL_TABLES:
         mmq, stage1 = f"PPNet + {MMQ_FULL}", f"PPNet + {MMQ_STAGE1}"
@@ -84,7 +89,7 @@ def notes_for(table: str, ours: list[dict], missing: list[str],
         if protocol == "global":
             notes.append("Reference rows `paper: ...` are the MMQ paper's industrial ranking numbers (a different, "
                          "much larger dataset): compare orderings, not values.")
-    elif table == "ablation":
+    elif table in ABLATION_TABLES:
         for label in ("w/o cosine quantizer (L2 lookup)", "w/o L_aux", "w/o L_ortho", "w/o behavior fine-tuning"):
             notes.append(claim(f"full MMQ above '{label}'", MMQ_FULL, [label]))
         notes.append(claim("behavior fine-tuning helps RQ-VAE too", "MA-RQ-VAE + behavior fine-tuning", ["MA-RQ-VAE"]))
@@ -119,6 +124,38 @@ def intervals_to_itemid(table: str, labelled: list[tuple[str, str]], intervals: 
     return entries
 
 
+def compute_note(reports: dict[str, list[dict]]) -> str:
+    """What this table's ranking runs cost: their count and summed wall time (one core each; the SID runs
+    upstream are shared by every protocol and not counted)."""
+    runs = [report for row_reports in reports.values() for report in row_reports]
+    minutes = sum(float(report.get("wall_time_s", 0.0)) for report in runs) / 60
+    return (f"Compute: {len(runs)} ranking runs, {minutes:.0f} min of run time in all (one core each, two at a time "
+            f"on 2 cores: ~{minutes / 2:.0f} min), not counting the shared SID runs upstream.")
+
+
+def ledger_cell(line: str, interval) -> str:
+    """A claim's README ledger cell: the interval's verdict, difference and interval; without an interval, the
+    mean comparison's verdict (marked as such); 'not tested' when a row has no runs."""
+    if interval is not None:
+        return (f"**{verdict(interval)}** {interval.difference:+.4f} "
+                f"[{interval.low:+.4f}, {interval.high:+.4f}]")
+    if ": not tested" in line:
+        return "not tested"
+    return ("held" if ": HELD" in line else "failed") + " on means (no interval)"
+
+
+def ledger_block(ledger: dict) -> str:
+    """The README ledger: one line per claim, one column per protocol."""
+    protocols = [protocol for protocol in PROTOCOLS if any(key[1] == protocol for key in ledger)]
+    names = {"global": "global split (paper's)", "per_user": "per-user split", "cold_items": "cold items"}
+    lines = ["| claim (paired 95% interval of the difference over test ratings, users resampled, 3 seeds) | "
+             + " | ".join(names[protocol] for protocol in protocols) + " |",
+             "|---|" + "---|" * len(protocols)]
+    for claim in dict.fromkeys(key[0] for key in ledger):
+        lines.append(f"| {claim} | " + " | ".join(ledger.get((claim, protocol), "-") for protocol in protocols) + " |")
+    return "\n".join(lines)
+
+
 def _add_tables_option(parser) -> None:
     parser.add_argument("--tables", nargs="+", choices=sorted(TABLES), default=None,
                         help="only these tables (default: all)")
@@ -131,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     output = arguments.output_dir or tables_dir()
     reference = tables_dir() / "paper_reference" / "mmq_paper.csv"
     panels: dict[str, list] = {}
+    ledger: dict[tuple[str, str], str] = {}
     for table, name in TABLES.items():
         if arguments.tables and table not in arguments.tables:
             continue
@@ -143,13 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         title = {"ranking": "MovieLens ranking (PPNet) and SID quality — paper table A (global split, the paper's)",
                  "ranking_per_user": "MovieLens ranking (PPNet) and SID quality — table A, per-user split",
                  "ranking_cold_items": "MovieLens ranking (PPNet) and SID quality — table A, cold items",
-                 "ablation": "MovieLens ablation (ranking AUC) — paper table D",
+                 "ablation": "MovieLens ablation (ranking AUC) — paper table D (global split, the paper's)",
+                 "ablation_per_user": "MovieLens ablation (ranking AUC) — table D, per-user split",
+                 "ablation_cold_items": "MovieLens ablation (ranking AUC) — table D, cold items",
                  "sid_length": "MovieLens: SID length 6-18 (MMQ + behavior fine-tuning)",
                  "experts": "MovieLens: shared + specific vs specific-only experts (MMQ + behavior fine-tuning)"}[table]
         intervals = ClaimIntervals(labelled, reports)
-        notes = notes_for(table, ours, missing, intervals)
+        notes = notes_for(table, ours, missing, intervals, ledger if table in TABLE_PROTOCOLS else None)
         if table in PROTOCOL_TABLES:
             panels[PROTOCOL_TABLES[table][0]] = intervals_to_itemid(table, labelled, intervals)
+        notes.append(compute_note(reports))
         markdown = "\n".join([f"# {title}", "", *notes, "", grid([*ours, *references]), ""])
         write_table(name, [*ours, *references], markdown, output)
         if is_default_output(arguments.output_dir):
@@ -160,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             plot_ranking(ours, output / f"{name}.png", title=title)
         print(markdown)
+    if ledger and is_default_output(arguments.output_dir) and not arguments.tables:
+        write_readme_block("movielens_ranking_ledger", ledger_block(ledger))
     panels = {protocol: entries for protocol, entries in panels.items() if entries}
     if panels:
         path = output / "movielens_ranking_intervals.png"

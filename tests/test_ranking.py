@@ -219,3 +219,26 @@ def test_ranking_config_rejects_unknown_protocols():
         RankingConfig(protocol="per-user")
     with pytest.raises(ValueError, match="cold_fraction"):
         RankingConfig(protocol="cold_items", cold_fraction=0.0)
+
+
+def test_cold_item_ranking_run_reports_cold_auc_and_records_bucket_masks(isolated_dirs, mmq_world):
+    from mmq.metrics.per_event import load_per_event
+    from mmq.registry import run_directory, run_or_load
+
+    dataset, data = mmq_world.synthetic_dataset()
+    sid_config = mmq_world.install(dataset, data)
+    path = isolated_dirs / "rank_cold.yaml"
+    path.write_text(json.dumps({"kind": "ranking", "item_features": "id+sid", "semantic_ids": str(sid_config),
+                                "protocol": "cold_items", "cold_fraction": 0.25,
+                                "ppnet": {"embedding_dim": 8, "sid_embedding_dim": 4, "hidden_dims": [16],
+                                          "gate_hidden_dim": 8},
+                                "training": {"max_epochs": 2, "batch_size": 64}}))
+    metrics = run_or_load(path, 0, progress=False)["metrics"]
+    assert {"auc_cold", "auc_warm", "num_samples_cold"} <= set(metrics["test"])
+    assert metrics["protocol"]["name"] == "cold_items" and metrics["protocol"]["num_cold_items"] > 0
+    arrays = load_per_event(run_directory(path, 0), metrics)
+    cold = arrays["test_in_cold"].astype(bool)
+    assert cold.sum() == metrics["test"]["num_samples_cold"] and (arrays["test_in_warm"] == 1 - cold).all()
+    from mmq.metrics import auc
+    assert auc(arrays["test_label"][cold], arrays["test_score"][cold]) == pytest.approx(metrics["test"]["auc_cold"],
+                                                                                        abs=1e-5)

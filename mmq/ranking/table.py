@@ -68,16 +68,22 @@ def _ranking_rows(table: str, protocol: str) -> tuple[RankingRow, ...]:
             RankingRow(table, f"PPNet + {MMQ_FULL}{SHUFFLED}", _config("mmq_shuffled_poster", protocol)))
 
 
+ABLATION_TABLES = {"ablation": ("global", "movielens_ablation"),
+                   "ablation_per_user": ("per_user", "movielens_ablation_per_user"),
+                   "ablation_cold_items": ("cold_items", "movielens_ablation_cold_items")}
+
+
+def _ablation_rows(table: str, protocol: str) -> tuple[RankingRow, ...]:
+    return tuple(RankingRow(table, label, _config(name, protocol)) for label, name in (
+        (MMQ_FULL, "mmq"), ("w/o cosine quantizer (L2 lookup)", "mmq_l2"), ("w/o L_aux", "mmq_no_aux"),
+        ("w/o L_ortho", "mmq_no_ortho"), ("w/o behavior fine-tuning", "mmq_stage1"),
+        ("specific-only experts (3 text + 3 image)", "mmq_specific_only"), ("MA-RQ-VAE", "ma_rq_vae"),
+        ("MA-RQ-VAE + behavior fine-tuning", "ma_rq_vae_ft")))
+
+
 ROWS: tuple[RankingRow, ...] = (
     *(row for table, (protocol, _) in PROTOCOL_TABLES.items() for row in _ranking_rows(table, protocol)),
-    RankingRow("ablation", MMQ_FULL, _config("mmq")),
-    RankingRow("ablation", "w/o cosine quantizer (L2 lookup)", _config("mmq_l2")),
-    RankingRow("ablation", "w/o L_aux", _config("mmq_no_aux")),
-    RankingRow("ablation", "w/o L_ortho", _config("mmq_no_ortho")),
-    RankingRow("ablation", "w/o behavior fine-tuning", _config("mmq_stage1")),
-    RankingRow("ablation", "specific-only experts (3 text + 3 image)", _config("mmq_specific_only")),
-    RankingRow("ablation", "MA-RQ-VAE", _config("ma_rq_vae")),
-    RankingRow("ablation", "MA-RQ-VAE + behavior fine-tuning", _config("ma_rq_vae_ft")),
+    *(row for table, (protocol, _) in ABLATION_TABLES.items() for row in _ablation_rows(table, protocol)),
     *(RankingRow("sid_length", f"MMQ SID length {length}", _config("mmq" if length == 6 else f"mmq_len{length}"),
                  length) for length in (6, 9, 12, 15, 18)),
     *(RankingRow("experts", f"2 shared + {count - 2} specific ({count} experts)",
@@ -86,8 +92,11 @@ ROWS: tuple[RankingRow, ...] = (
                  _config("mmq_specific_only" if count == 6 else f"mmq_specific_only{count}"), count)
       for count in (4, 6, 8, 10)),
 )
-TABLES = {**{table: name for table, (_, name) in PROTOCOL_TABLES.items()}, "ablation": "movielens_ablation",
+TABLES = {**{table: name for table, (_, name) in PROTOCOL_TABLES.items()},
+          **{table: name for table, (_, name) in ABLATION_TABLES.items()},
           "sid_length": "movielens_sid_length", "experts": "movielens_shared_vs_specific"}
+# the protocol of every table (the series run the paper's global split only)
+TABLE_PROTOCOLS = {table: protocol for table, (protocol, _) in {**PROTOCOL_TABLES, **ABLATION_TABLES}.items()}
 SERIES = {"sid_length": ("SID length", None), "experts": ("number of experts", ("2 shared", "specific-only"))}
 
 
