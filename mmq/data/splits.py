@@ -70,16 +70,23 @@ class ChronologicalSplit:
     test_start_time: float
 
 
+def _check_timed_split(dataset: InteractionDataset, name: str, test_fraction: float, valid_fraction: float, *,
+                       upper: float) -> None:
+    """Every interaction has a timestamp and a rating, and both fractions lie in (0, ``upper``)."""
+    interactions = dataset.interactions
+    if interactions["timestamp"].isna().any() or interactions["rating"].isna().any():
+        raise ValueError(f"{dataset.name}: the {name} split needs timestamps and ratings for every interaction "
+                         "(P5-format Amazon data has neither; use leave_one_out)")
+    for field, fraction in (("test_fraction", test_fraction), ("valid_fraction", valid_fraction)):
+        if not 0.0 < fraction < upper:
+            raise ValueError(f"{field} must be in (0, {upper:g}), got {fraction}")
+
+
 def chronological_split(dataset: InteractionDataset, *, test_fraction: float = 0.1,
                         valid_fraction: float = 0.1, positive_threshold: float = 3.0) -> ChronologicalSplit:
     """Global time split 90/10 (validation = tail of train); label = rating > ``positive_threshold``."""
+    _check_timed_split(dataset, "chronological", test_fraction, valid_fraction, upper=1.0)
     interactions = dataset.interactions
-    if interactions["timestamp"].isna().any() or interactions["rating"].isna().any():
-        raise ValueError(f"{dataset.name}: the chronological split needs timestamps and ratings for every "
-                         "interaction (P5-format Amazon data has neither; use leave_one_out)")
-    for name, fraction in (("test_fraction", test_fraction), ("valid_fraction", valid_fraction)):
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"{name} must be in (0, 1), got {fraction}")
     ordered = interactions.sort_values(["timestamp", "user_index", "position"], kind="stable").reset_index(drop=True)
     ordered["label"] = (ordered["rating"] > positive_threshold).astype(np.int8)
     timestamps = ordered["timestamp"].to_numpy()
@@ -111,14 +118,8 @@ def per_user_chronological_split(dataset: InteractionDataset, *, test_fraction: 
     run seed, so every run scores the same events. ``train_end_time`` / ``test_start_time`` are NaN: the cut
     differs per user.
     """
-    interactions = dataset.interactions
-    if interactions["timestamp"].isna().any() or interactions["rating"].isna().any():
-        raise ValueError(f"{dataset.name}: the per-user chronological split needs timestamps and ratings for every "
-                         "interaction")
-    for name, fraction in (("test_fraction", test_fraction), ("valid_fraction", valid_fraction)):
-        if not 0.0 < fraction < 0.5:
-            raise ValueError(f"{name} must be in (0, 0.5), got {fraction}")
-    frame = interactions.copy()
+    _check_timed_split(dataset, "per-user chronological", test_fraction, valid_fraction, upper=0.5)
+    frame = dataset.interactions.copy()
     frame["label"] = (frame["rating"] > positive_threshold).astype(np.int8)
     frame["tiebreak"] = np.random.default_rng(split_seed).permutation(len(frame))
     frame = frame.sort_values(["user_index", "timestamp", "tiebreak"], kind="stable").reset_index(drop=True)
