@@ -46,7 +46,6 @@ class RankingData:
     num_users: int
     num_items: int
     train_exposure: np.ndarray  # int64 [num_items]: training interactions per item
-    protocol: str = "global"
     cold_items: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def long_tail_items(self, fraction: float = 0.25) -> dict[str, np.ndarray]:
@@ -98,4 +97,4 @@ def ranking_data(dataset: InteractionDataset, *, test_fraction: float = 0.1, val
             raise ValueError(f"{dataset.name}: the {name} split has a single label class; AUC is undefined")
     num_users = int(dataset.interactions["user_index"].max()) + 1
     exposure = np.bincount(splits["train"].items, minlength=dataset.num_items).astype(np.int64)
-    return RankingData(splits, num_users, dataset.num_items, exposure, protocol=protocol, cold_items=cold)
+    return RankingData(splits, num_users, dataset.num_items, exposure, cold_items=cold)
