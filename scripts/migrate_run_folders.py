@@ -59,6 +59,9 @@ def renamed(kind: str, recorded: dict[str, Any], current: dict[str, Any]) -> dic
                                 "batch_size": training.pop("eval_batch_size", 1024),
                                 "exclude_history": config.pop("exclude_history", True),
                                 "ks": current["evaluation"]["ks"]}
+    evaluation = config.get("evaluation") if kind == "generative" else None
+    if isinstance(evaluation, dict) and "exclude_history" in evaluation:  # before in-beam exclusion (2026-12)
+        evaluation["history_exclusion"] = "recent_after_beam" if evaluation.pop("exclude_history") else "none"
     if kind == "clip_retrieval" and str(config.pop("tower_run", "")).startswith("ch7/myntra_image_tower/seed"):
         config.update(image_tower=TOWER_CONFIG, tower_seed=None)
     return config

@@ -83,6 +83,74 @@ def test_narrow_beam_finds_the_exact_top_items_more_often_than_chance_and_stays_
     assert (output.items[:, 0] == exact_top).float().mean() > 0.5
 
 
+def test_trie_marks_prefixes_whose_items_are_all_excluded():
+    codes = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0]])
+    trie = SemanticIdTrie(codes, (2, 2, 2))
+    excluded = torch.tensor([[True, True, False, False], [True, False, False, True], [False] * 4])
+    level0, level1, level2 = trie.exhausted(excluded)
+    # level 0 leads to prefixes (0,) and (1,); level 1 to (0,0), (0,1), (1,0); level 2 to the items
+    assert level0.tolist() == [[False, False], [False, True], [False, False]]
+    assert level1.tolist() == [[True, False, False], [False, False, True], [False, False, False]]
+    assert torch.equal(level2, excluded)
+    with pytest.raises(ValueError, match="bool"):
+        trie.exhausted(excluded.int())
+
+
+@pytest.mark.parametrize("beam_size", [3, 8])
+def test_in_beam_exclusion_returns_a_full_list_of_unseen_items_ranked_as_brute_force(beam_size):
+    codes = tiny_table()
+    trie = SemanticIdTrie(codes, SIZES)
+    model = tiny_causal()
+    histories = histories_from(codes, num_users=12)
+    context = model.user_context(histories)
+    rng = np.random.default_rng(3)
+    excluded = torch.from_numpy(rng.random((12, len(codes))) < 0.5)
+    excluded[0, :-beam_size] = True                         # user 0 has exactly beam_size unseen items left
+    excluded[0, -beam_size:] = False
+    exact = score_all_items(model, context, trie).masked_fill(excluded, float("-inf"))
+    wide = beam_search(model, context, trie, beam_size=len(codes), excluded=excluded)
+    allowed = (~excluded).sum(dim=1)
+    for user in range(12):  # a catalogue-wide beam ranks exactly the unseen items, in brute-force order
+        kept = wide.items[user][torch.isfinite(wide.scores[user])]
+        assert len(kept) == allowed[user] and not excluded[user, kept].any()
+        torch.testing.assert_close(exact[user, kept], exact[user].sort(descending=True).values[:len(kept)],
+                                   atol=1e-5, rtol=0)
+    narrow = beam_search(model, context, trie, beam_size=beam_size, excluded=excluded)
+    assert (narrow.items >= 0).all(), "a beam of k must yield k unseen items"
+    assert not excluded.gather(1, narrow.items).any()
+    with pytest.raises(ValueError, match="constrained"):
+        beam_search(model, context, trie, beam_size=3, constrained=False, excluded=excluded)
+
+
+def test_in_beam_exclusion_fills_lists_that_dropping_after_the_beam_leaves_short():
+    from mmq.generative.train import item_codes_lookup, score_split
+    from mmq.recommenders.sequences import pad_histories
+    codes = tiny_table()
+    trie = SemanticIdTrie(codes, SIZES)
+    model = tiny_causal()
+    rng = np.random.default_rng(4)
+    histories = [rng.choice(len(codes), size=6, replace=False) for _ in range(10)]
+    seen = [np.concatenate([rng.choice(len(codes), size=10), history]) for history in histories]
+    targets = np.array([np.setdiff1d(np.arange(len(codes)), s)[0] for s in seen])
+    lookup = item_codes_lookup(codes)
+    scored = {}
+    for protocol in ("full_in_beam", "recent_after_beam", "none"):
+        evaluation = NextItemEvaluationConfig(beam_size=5, ks=(5,), history_exclusion=protocol)
+        scored[protocol] = score_split(model, lookup, trie, histories, targets, max_history=6, evaluation=evaluation,
+                                       device=torch.device("cpu"), seen=seen)
+    assert all(0 <= result.ranks.min() and result.list_length == 5 for result in scored.values())
+    from mmq.generative.train import generate_topk
+    ranked = generate_topk(model, lookup, trie, pad_histories(histories, 6), beam_size=5, batch_size=4,
+                           device=torch.device("cpu"), seen=pad_histories(seen))
+    assert (ranked >= 0).all()
+    assert not any(np.isin(row, s).any() for row, s in zip(ranked, seen))
+    with pytest.raises(ValueError, match="full history"):
+        score_split(model, lookup, trie, histories, targets, max_history=6, device=torch.device("cpu"),
+                    evaluation=NextItemEvaluationConfig(beam_size=5, ks=(5,)))
+    with pytest.raises(ValueError, match="history_exclusion"):
+        NextItemEvaluationConfig(history_exclusion="after")
+
+
 def test_unconstrained_search_can_leave_the_table_and_marks_it():
     codes = tiny_table(num_items=12)                                    # sparse table: 12 of 60 IDs
     trie = SemanticIdTrie(codes, SIZES)
@@ -149,7 +217,7 @@ def test_causal_model_learns_a_deterministic_successor_and_resumes(tmp_path):
     model = CausalSidRecommender(codebook_sizes=SIZES, max_length=6, dim=32, num_heads=2, decoder_hidden=32)
     summary = fit(model, config, tmp_path, inputs=windows.inputs, targets=windows.targets, semantic_ids=codes,
                   trie=trie, valid_histories=valid_histories, valid_targets=valid_targets, max_history=6, seed=0,
-                  progress=False, evaluation=evaluation)
+                  progress=False, evaluation=evaluation, valid_seen=valid_histories)
     assert summary["history"][0]["loss"] > summary["history"][-1]["loss"]
     best = max(record.get("valid_recall@5", 0.0) for record in summary["history"])
     assert best > 0.9
@@ -158,7 +226,7 @@ def test_causal_model_learns_a_deterministic_successor_and_resumes(tmp_path):
     resumed = fit(CausalSidRecommender(codebook_sizes=SIZES, max_length=6, dim=32, num_heads=2, decoder_hidden=32),
                   longer, tmp_path, inputs=windows.inputs, targets=windows.targets, semantic_ids=codes, trie=trie,
                   valid_histories=valid_histories, valid_targets=valid_targets, max_history=6, seed=0, progress=False,
-                  evaluation=evaluation)
+                  evaluation=evaluation, valid_seen=valid_histories)
     assert resumed["epochs_run"] == 20 and len(resumed["history"]) == 20
 
 

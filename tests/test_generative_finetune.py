@@ -149,7 +149,7 @@ def test_interrupted_joint_run_resumes_to_the_same_tokenizer(isolated_dirs, fitt
             directory, inputs=windows.inputs, targets=windows.targets, semantic_ids=table,
             trie=SemanticIdTrie(table, joint.codebook_sizes), valid_histories=valid_histories,
             valid_targets=valid_targets, max_history=5, seed=0, progress=False, joint=joint,
-            evaluation=NextItemEvaluationConfig(beam_size=10))
+            evaluation=NextItemEvaluationConfig(beam_size=10), valid_seen=valid_histories)
         return joint.table()
 
     whole = train(isolated_dirs / "whole", 3)

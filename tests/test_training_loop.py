@@ -263,7 +263,7 @@ def test_generative_resumes_to_the_uninterrupted_run(tmp_path, stage, request):
                       directory, inputs=windows.inputs, targets=windows.targets, semantic_ids=semantic_ids,
                       trie=SemanticIdTrie(semantic_ids, codebook_sizes), valid_histories=valid_histories,
                       valid_targets=valid_targets, max_history=5, seed=0, progress=False, joint=joint,
-                      evaluation=NextItemEvaluationConfig(beam_size=10))
+                      evaluation=NextItemEvaluationConfig(beam_size=10), valid_seen=valid_histories)
         return without_timing(summary), None if joint is None else joint.table()
 
     (whole, whole_table), (resumed, resumed_table) = interrupted_and_whole(tmp_path, train, full=4, interrupt_at=2)

@@ -38,6 +38,15 @@ class LeaveOneOutSplit:
             return self.test_history, self.test_target
         raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
 
+    def seen_items(self, split: str) -> list[np.ndarray]:
+        """Each user's full history before the ``"valid"`` or ``"test"`` target (every earlier item, not only
+        the last ``max_history``): what history exclusion removes from the ranked list."""
+        if split == "valid":
+            return self.train_sequences
+        if split == "test":
+            return [np.append(sequence, target) for sequence, target in zip(self.train_sequences, self.valid_target)]
+        raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+
 
 def leave_one_out(dataset: InteractionDataset, max_history: int = 20, min_length: int = 3) -> LeaveOneOutSplit:
     """Leave-one-out split; users shorter than ``min_length`` (default 3) are an error."""

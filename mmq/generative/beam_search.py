@@ -4,6 +4,9 @@ The model is any object with ``next_code_logits(context, prefix) -> [N, K_l]``, 
 is a tensor (or tuple of tensors) with one row per user and ``prefix`` ``[N, l]`` the codes chosen
 so far. Constrained search masks every code that leaves the trie before taking the top beams, so
 every returned ID is an item's SID; beams run for all users at once as ``[users, beams, K]`` tensors.
+With ``excluded`` (bool ``[users, items]``, e.g. each user's full history) constrained search also masks
+every prefix all of whose items are excluded, so each surviving beam still leads to an allowed item and a
+beam of ``k`` returns ``k`` allowed items whenever the catalogue has that many.
 """
 
 from __future__ import annotations
@@ -37,13 +40,19 @@ def context_size(context) -> int:
 
 
 @torch.no_grad()
-def beam_search(model, context, trie: SemanticIdTrie, *, beam_size: int = 20, constrained: bool = True
-                ) -> BeamSearchOutput:
-    """Top-``beam_size`` SIDs per user by summed log-probability, decoded level by level."""
+def beam_search(model, context, trie: SemanticIdTrie, *, beam_size: int = 20, constrained: bool = True,
+                excluded: torch.Tensor | None = None) -> BeamSearchOutput:
+    """Top-``beam_size`` SIDs per user by summed log-probability, decoded level by level; items marked in
+    ``excluded`` (bool ``[users, items]``) are never returned (constrained search only)."""
     if beam_size < 1:
         raise ValueError(f"beam_size must be >= 1, got {beam_size}")
     num_users = context_size(context)
     device = trie.next_prefix[0].device
+    if excluded is not None and not constrained:
+        raise ValueError("excluded items need the constrained (trie) search")
+    if excluded is not None and excluded.shape[0] != num_users:
+        raise ValueError(f"excluded has {excluded.shape[0]} rows for {num_users} users")
+    exhausted = trie.exhausted(excluded.to(device)) if excluded is not None else None
     scores = torch.zeros(num_users, 1, device=device)                        # [users, beams]
     prefix_rows = torch.zeros(num_users, 1, dtype=torch.long, device=device)  # trie row of each beam
     codes = torch.zeros(num_users, 1, 0, dtype=torch.long, device=device)     # [users, beams, level]
@@ -53,7 +62,11 @@ def beam_search(model, context, trie: SemanticIdTrie, *, beam_size: int = 20, co
         log_probs = F.log_softmax(logits.float(), dim=-1).view(num_users, beams, size)
         if constrained:
             next_rows = trie.next_prefix[level][prefix_rows]                  # [users, beams, K]
-            log_probs = log_probs.masked_fill(next_rows < 0, float("-inf"))
+            blocked = next_rows < 0
+            if exhausted is not None:
+                flat_rows = next_rows.clamp_min(0).view(num_users, -1)
+                blocked = blocked | exhausted[level].gather(1, flat_rows).view_as(next_rows)
+            log_probs = log_probs.masked_fill(blocked, float("-inf"))
         total = (scores[..., None] + log_probs).view(num_users, beams * size)
         top_scores, top_index = total.topk(min(beam_size, beams * size), dim=1)  # [users, new beams]
         parent, code = top_index // size, top_index % size

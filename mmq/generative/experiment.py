@@ -7,7 +7,9 @@ seed as this run unless ``tokenizer_seed`` fixes one, and the table's sha256 is 
 With ``finetune: true`` (MMQ stage 2 on this task; causal backbone, MMQ or MA-RQ-VAE SIDs) the
 tokenizer of that run trains jointly with the generator (:mod:`mmq.generative.finetune`); the run
 folder then also receives the fine-tuned tokenizer, the re-derived SID table and its quality.
-Every run keeps each valid / test event's target rank in ``per_event.npz`` (:mod:`mmq.metrics.per_event`).
+Every run keeps each valid / test event's target rank in ``per_event.npz`` (:mod:`mmq.metrics.per_event`),
+under the configured history exclusion (``valid`` / ``test``) and without any (``valid_no_exclusion`` /
+``test_no_exclusion``; docs/method.md §5.1).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from mmq.metrics.per_event import next_item_arrays, save_per_event
 from mmq.recommenders.evaluation import NextItemEvaluationConfig
 from mmq.recommenders.sequences import next_item_samples, training_windows
 from mmq.semantic_ids.base import load_torch_state
+
+NO_EXCLUSION = "_no_exclusion"   # suffix of the splits scored without history exclusion (valid_no_exclusion, ...)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +142,7 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
     summary = fit(model, config.training, directory, inputs=inputs, targets=targets, semantic_ids=semantic_ids,
                   trie=trie, valid_histories=valid_history, valid_targets=valid_target,
                   max_history=config.max_history, seed=seed, progress=progress, joint=joint,
-                  evaluation=config.evaluation)
+                  evaluation=config.evaluation, valid_seen=split.seen_items("valid"))
     device = next(model.parameters()).device
     finetuned = None
     if joint is not None:  # evaluate with the SIDs the chosen tokenizer derives, and save them
@@ -148,14 +152,20 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
         trie = SemanticIdTrie(semantic_ids, codebook_sizes).to(device)
     lookup = item_codes_lookup(semantic_ids)
     evaluation, ranks, users = {}, {}, {}
-    for split_name in ("valid", "test"):  # test is read once, at the checkpoint chosen on validation
-        histories, split_targets = split.history_and_target(split_name)
-        started = time.perf_counter()
-        scored = score_split(model, lookup, trie, histories, split_targets, max_history=config.max_history,
-                             evaluation=config.evaluation, device=device)
-        evaluation[split_name] = scored.metrics
-        evaluation[f"{split_name}_users_per_second"] = round(len(histories) / (time.perf_counter() - started), 1)
-        ranks[split_name], users[split_name] = scored.ranks, np.arange(len(split_targets))  # one event per user
+    protocols = {"": config.evaluation}   # the configured exclusion, and (when it excludes) the lists without it
+    if config.evaluation.history_exclusion != "none":
+        protocols[NO_EXCLUSION] = dataclasses.replace(config.evaluation, history_exclusion="none")
+    for suffix, protocol in protocols.items():
+        for split_name in ("valid", "test"):  # test is read once, at the checkpoint chosen on validation
+            histories, split_targets = split.history_and_target(split_name)
+            started = time.perf_counter()
+            scored = score_split(model, lookup, trie, histories, split_targets, max_history=config.max_history,
+                                 evaluation=protocol, device=device, seen=split.seen_items(split_name))
+            name = split_name + suffix
+            evaluation[name] = scored.metrics
+            evaluation[f"{name}_users_per_second"] = round(len(histories) / (time.perf_counter() - started), 1)
+            ranks[name], users[name] = scored.ranks, np.arange(len(split_targets))  # one event per user
+    evaluation["history_exclusion"] = config.evaluation.history_exclusion
     per_event = save_per_event(directory, next_item_arrays(ranks, users, scored.list_length))
     return {
         **evaluation,

@@ -35,7 +35,7 @@ class SemanticIdTrie:
         self.codebook_sizes = sizes
         self.code_length = codes.shape[1]
         self.num_items = codes.shape[0]
-        tables = []
+        tables, item_rows = [], []
         rows = np.zeros(self.num_items, dtype=np.int64)        # every item starts at the empty prefix
         num_rows = 1
         for level, size in enumerate(sizes):
@@ -49,12 +49,37 @@ class SemanticIdTrie:
             table[rows, codes[:, level]] = child
             tables.append(torch.from_numpy(table))
             rows, num_rows = child, int(child.max()) + 1
+            item_rows.append(torch.from_numpy(child))
         self.next_prefix = tables                               # level l: [prefixes_l, K_l]
+        self.item_rows = item_rows                              # level l: each item's row in next_prefix[l]'s output
+        self.subtree_sizes = [torch.bincount(rows_l) for rows_l in item_rows]  # items under each such row
 
     def to(self, device: torch.device | str) -> "SemanticIdTrie":
         """Move the transition tables to ``device``."""
         self.next_prefix = [table.to(device) for table in self.next_prefix]
+        self.item_rows = [rows.to(device) for rows in self.item_rows]
+        self.subtree_sizes = [sizes.to(device) for sizes in self.subtree_sizes]
         return self
+
+    def exhausted(self, excluded: torch.Tensor) -> list[torch.Tensor]:
+        """Per level ``l``, bool ``[users, rows]`` over the rows ``next_prefix[l]`` leads to: True where every item
+        under that prefix is ``excluded`` (bool ``[users, num_items]``), i.e. the prefix can yield no allowed item.
+
+        The last level's rows are the items, so its mask is ``excluded`` itself.
+        """
+        if excluded.ndim != 2 or excluded.shape[1] != self.num_items or excluded.dtype != torch.bool:
+            raise ValueError(f"excluded must be a bool [users, {self.num_items}] mask, got {excluded.dtype} "
+                             f"{tuple(excluded.shape)}")
+        masks = []
+        counts_source = excluded.to(torch.int32)
+        for level, (rows, sizes) in enumerate(zip(self.item_rows, self.subtree_sizes)):
+            if level == self.code_length - 1:
+                masks.append(excluded)
+                continue
+            counts = torch.zeros(excluded.shape[0], len(sizes), dtype=torch.int32, device=excluded.device)
+            counts.index_add_(1, rows, counts_source)
+            masks.append(counts >= sizes)
+        return masks
 
     def num_prefixes(self, level: int) -> int:
         """Number of distinct valid prefixes of length ``level``."""

@@ -56,37 +56,62 @@ def item_codes_lookup(semantic_ids: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def generate_topk(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories: np.ndarray, *,
-                  beam_size: int, batch_size: int, device: torch.device, progress: bool = False) -> np.ndarray:
-    """Beam-search items ``[users, beam_size]`` for right-aligned ``histories`` (``-1`` = none)."""
+                  beam_size: int, batch_size: int, device: torch.device, progress: bool = False,
+                  seen: np.ndarray | None = None) -> np.ndarray:
+    """Beam-search items ``[users, beam_size]`` for right-aligned ``histories`` (``-1`` = none).
+
+    ``seen`` ``[users, S]`` (``-1`` = padding): items excluded inside the beam search (each user's full history).
+    """
     model.eval()
     outputs = []
     for rows in tqdm(list(iterate_batches(len(histories), batch_size, shuffle=False)), desc="beam search",
                      disable=not progress, mininterval=10):
         codes = lookup[torch.from_numpy(histories[rows])].to(device)              # [batch, H, levels]
         context = model.user_context(codes)
-        outputs.append(beam_search(model, context, trie, beam_size=beam_size).items.cpu().numpy())
+        excluded = None if seen is None else seen_mask(seen[rows], trie.num_items).to(device)
+        outputs.append(beam_search(model, context, trie, beam_size=beam_size, excluded=excluded).items.cpu().numpy())
     return np.concatenate(outputs)
+
+
+def seen_mask(seen: np.ndarray, num_items: int) -> torch.Tensor:
+    """Bool ``[users, num_items]``: True at each user's ``seen`` items (``[users, S]``, ``-1`` = padding)."""
+    seen = torch.as_tensor(np.asarray(seen, dtype=np.int64))
+    if seen.numel() and int(seen.max()) >= num_items:
+        raise ValueError(f"a seen item index {int(seen.max())} is outside the catalogue of {num_items} items")
+    mask = torch.zeros(seen.shape[0], num_items + 1, dtype=torch.bool)
+    mask.scatter_(1, torch.where(seen >= 0, seen, torch.full_like(seen, num_items)), True)
+    return mask[:, :num_items]
 
 
 def score_split(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories: list[np.ndarray],
                 targets: np.ndarray, *, max_history: int, evaluation: NextItemEvaluationConfig,
-                device: torch.device, progress: bool = False) -> NextItemEvaluation:
-    """Recall/NDCG@k of beam-search retrieval (history items removed when ``evaluation`` asks) and each
-    event's target rank in the ``beam_size`` list it was scored on."""
+                device: torch.device, progress: bool = False, seen: list[np.ndarray] | None = None
+                ) -> NextItemEvaluation:
+    """Recall/NDCG@k of beam-search retrieval and each event's target rank in the ``beam_size`` list it was
+    scored on, under ``evaluation.history_exclusion``: ``full_in_beam`` excludes each user's ``seen`` items (the
+    full history before the target; required) inside the beam, ``recent_after_beam`` drops the last
+    ``max_history`` items from the finished beam, ``none`` keeps the beam as it is."""
     padded = pad_histories(histories, max_history)
+    in_beam = evaluation.history_exclusion == "full_in_beam"
+    if in_beam and seen is None:
+        raise ValueError("history_exclusion full_in_beam needs each user's full history (seen=...)")
+    if in_beam and len(seen) != len(histories):
+        raise ValueError(f"{len(seen)} full histories for {len(histories)} users")
     ranked = generate_topk(model, lookup, trie, padded, beam_size=evaluation.beam_size,
-                           batch_size=evaluation.batch_size, device=device, progress=progress)
-    if evaluation.exclude_history:
+                           batch_size=evaluation.batch_size, device=device, progress=progress,
+                           seen=pad_histories(seen) if in_beam else None)
+    if evaluation.history_exclusion == "recent_after_beam":
         ranked = drop_history_items(ranked, padded, evaluation.beam_size)
     return score_ranked(ranked, targets, ks=evaluation.reported_ks)
 
 
 def evaluate_split(model, lookup: torch.Tensor, trie: SemanticIdTrie, histories: list[np.ndarray],
                    targets: np.ndarray, *, max_history: int, evaluation: NextItemEvaluationConfig,
-                   device: torch.device, progress: bool = False) -> dict[str, float]:
+                   device: torch.device, progress: bool = False, seen: list[np.ndarray] | None = None
+                   ) -> dict[str, float]:
     """Recall/NDCG@k of beam-search retrieval (the metrics of :func:`score_split`)."""
     return score_split(model, lookup, trie, histories, targets, max_history=max_history, evaluation=evaluation,
-                       device=device, progress=progress).metrics
+                       device=device, progress=progress, seen=seen).metrics
 
 
 class GenerativeTask(TrainingTask):
@@ -95,11 +120,12 @@ class GenerativeTask(TrainingTask):
     def __init__(self, model, optimizer, accelerator: Accelerator, config: TrainingConfig, *, inputs: np.ndarray,
                  targets: np.ndarray, semantic_ids: np.ndarray, trie: SemanticIdTrie, valid_histories: list[np.ndarray],
                  valid_targets: np.ndarray, max_history: int, seed: int, progress: bool, joint,
-                 evaluation: NextItemEvaluationConfig) -> None:
+                 evaluation: NextItemEvaluationConfig, valid_seen: list[np.ndarray] | None = None) -> None:
         self.model, self.optimizer, self.accelerator, self.config = model, optimizer, accelerator, config
         self.inputs, self.targets, self.semantic_ids = inputs, targets, semantic_ids
         self.lookup, self.trie, self.table = item_codes_lookup(semantic_ids), trie, semantic_ids
         self.valid_histories, self.valid_targets, self.max_history = valid_histories, valid_targets, max_history
+        self.valid_seen = valid_seen
         self.seed, self.progress, self.joint, self.evaluation = seed, progress, joint, evaluation
 
     def train_unit(self, index: int) -> dict[str, Any]:
@@ -142,6 +168,7 @@ class GenerativeTask(TrainingTask):
             self.trie = self.joint.trie(self.table).to(self.accelerator.device)
         valid = evaluate_split(self.accelerator.unwrap_model(self.model), self.lookup, self.trie, self.valid_histories,
                                self.valid_targets, max_history=self.max_history, evaluation=self.evaluation,
+                               seen=self.valid_seen,
                                device=self.accelerator.device)
         if self.joint is not None:
             changed = (self.table[:, :-1] != self.semantic_ids[:, :-1]).any(axis=1).mean()
@@ -175,11 +202,13 @@ class GenerativeTask(TrainingTask):
 def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, targets: np.ndarray,
         semantic_ids: np.ndarray, trie: SemanticIdTrie, valid_histories: list[np.ndarray],
         valid_targets: np.ndarray, max_history: int, seed: int, progress: bool = True,
-        joint=None, evaluation: NextItemEvaluationConfig = NextItemEvaluationConfig()) -> dict[str, Any]:
+        joint=None, evaluation: NextItemEvaluationConfig = NextItemEvaluationConfig(),
+        valid_seen: list[np.ndarray] | None = None) -> dict[str, Any]:
     """Train on (``inputs`` item rows, ``targets`` next items), select on validation; returns a summary.
 
     ``joint``: a :class:`mmq.generative.finetune.JointTokenizer` trained with the model (``semantic_ids``
     and ``trie`` are then only the starting point; evaluations use the tokenizer's current SIDs).
+    ``valid_seen``: each validation user's full history (items excluded in the beam under ``full_in_beam``).
     """
     accelerator = Accelerator(cpu=config.cpu)
     trie.to(accelerator.device)
@@ -195,7 +224,7 @@ def fit(model, config: TrainingConfig, directory: Path, *, inputs: np.ndarray, t
     task = GenerativeTask(model, optimizer, accelerator, config, inputs=inputs, targets=targets,
                           semantic_ids=semantic_ids, trie=trie, valid_histories=valid_histories,
                           valid_targets=valid_targets, max_history=max_history, seed=seed, progress=progress,
-                          joint=joint, evaluation=evaluation)
+                          joint=joint, evaluation=evaluation, valid_seen=valid_seen)
     settings = LoopSettings(max_units=config.max_epochs, eval_every=config.eval_every, patience=config.patience,
                             selection_metric=SELECTION_METRIC, description="generative")
     result = run_training(task, settings, directory, seed=seed, accelerator=accelerator, progress=progress)

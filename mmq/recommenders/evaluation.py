@@ -4,9 +4,15 @@ Every next-item retriever (generative retrieval, SASRec) scores a split through 
 its metrics (reported) and each event's target rank (kept in ``per_event.npz``,
 :mod:`mmq.metrics.per_event`), from which :func:`metrics_from_ranks` gives the same metrics exactly.
 
-[choice] Items already in the user's history are removed from the ranked list (as in chapter 1);
-in Amazon 5-core data a user reviews an item once, so the held-out target is practically never in
-its own history and the exclusion only removes impossible answers.
+History exclusion ([choice], ``NextItemEvaluationConfig.history_exclusion``): by default every item the
+user interacted with before the target (the full history, not only the model's last ``max_history``
+inputs) is excluded from the ranked list. Generative retrieval excludes them *inside* the beam search
+(:func:`mmq.generative.beam_search.beam_search`), so a beam of ``k`` always yields ``k`` unseen items;
+full-catalogue scorers mask them before the top-k. ``recent_after_beam`` is the protocol of runs made
+before 2026-12 (the last ``max_history`` items dropped from the finished beam, which can leave fewer than
+``k``); ``none`` ranks everything. Every generative run also reports its lists without exclusion
+(``valid_no_exclusion`` / ``test_no_exclusion``). In Amazon 5-core data a user reviews an item once, so the
+held-out target is practically never in its own history and the exclusion only removes impossible answers.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import torch
 from mmq.metrics import ranking_metrics
 
 METRIC_KS = (5, 10, 20)
+HISTORY_EXCLUSIONS = ("full_in_beam", "recent_after_beam", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,12 +35,14 @@ class NextItemEvaluationConfig:
 
     beam_size: int = 20                      # candidates generated per user (the paper's beam 20)
     batch_size: int = 1024                   # users per evaluation batch
-    exclude_history: bool = True             # remove the user's history items from the ranked list [choice]
+    history_exclusion: str = "full_in_beam"  # full_in_beam | recent_after_beam (runs before 2026-12) | none
     ks: tuple[int, ...] = METRIC_KS          # Recall@k / NDCG@k cut-offs (those <= beam_size are reported)
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.batch_size < 1 or not self.ks or min(self.ks) < 1:
             raise ValueError(f"beam_size, batch_size and every k must be >= 1, got {self}")
+        if self.history_exclusion not in HISTORY_EXCLUSIONS:
+            raise ValueError(f"history_exclusion must be one of {HISTORY_EXCLUSIONS}, got {self.history_exclusion!r}")
 
     @property
     def reported_ks(self) -> tuple[int, ...]:
