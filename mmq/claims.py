@@ -145,9 +145,10 @@ class ClaimIntervals:
     collected reports per label (:func:`mmq.tables.collect`), read from the runs' per-event results on demand."""
 
     def __init__(self, rows: Sequence[tuple[str, str]], reports: Mapping[str, Sequence[dict]], *,
-                 num_resamples: int = 2000, seed: int = 0):
+                 num_resamples: int = 2000, seed: int = 0, split: str = "test"):
         self.configs = dict(rows)
         self.reports = reports
+        self.split = split  # the scored split the per-event results are read from (e.g. test_no_exclusion)
         self.num_resamples, self.seed = num_resamples, seed
         self._cache: dict[tuple[str, str, str], Interval | None] = {}
 
@@ -159,7 +160,7 @@ class ClaimIntervals:
         return [registry.run_directory(self.configs[label], report["seed"]) for report in self.reports[label]]
 
     def between(self, candidate: str, other: str, metric: str) -> Interval | None:
-        """Row ``candidate`` minus row ``other`` on test ``metric``; None while either lacks per-event results."""
+        """Row ``candidate`` minus row ``other`` on ``metric`` of the split; None while either lacks per-event results."""
         key = (candidate, other, metric)
         if key not in self._cache:
             if not (self._has_per_event(candidate) and self._has_per_event(other)):
@@ -167,7 +168,8 @@ class ClaimIntervals:
             else:
                 self._cache[key] = paired_interval(
                     self.reports[candidate], self._directories(candidate), self.reports[other],
-                    self._directories(other), metric, num_resamples=self.num_resamples, seed=self.seed)
+                    self._directories(other), metric, split=self.split, num_resamples=self.num_resamples,
+                    seed=self.seed)
         return self._cache[key]
 
     def for_claim(self, rows: Sequence[dict], candidate: str, others: Sequence[str], metric: str) -> Interval | None:

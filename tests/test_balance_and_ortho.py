@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from mmq.metrics.semantic_ids import (bucket_gini, code_perplexity, gini_coefficient, largest_bucket,
-                                      largest_prefix_bucket, semantic_id_quality)
+from mmq.metrics.semantic_ids import (BALANCE_COLUMNS, balance_columns, bucket_gini, code_perplexity,
+                                      gini_coefficient, largest_bucket, largest_prefix_bucket,
+                                      position_mutual_information, semantic_id_quality)
 from mmq.mmq_tokenizer.config import MMQConfig
 from mmq.mmq_tokenizer.experts import EXPERT_TYPES, MLPExperts
 from mmq.mmq_tokenizer.losses import orthogonality_loss
@@ -104,6 +105,26 @@ def orthogonal_groups(sizes: tuple[int, ...], dim: int = 3) -> list[torch.Tensor
         groups.append(3.0 * basis[start:start + size])  # scale must not matter: rows are normalised
         start += size
     return groups
+
+
+def test_balance_columns_read_the_worst_position_and_skip_old_summaries():
+    codes = np.array([[0, 0], [0, 1], [0, 2], [1, 0]])      # position 0: buckets 3 / 1; position 1: 2 / 1 / 1
+    columns = balance_columns(semantic_id_quality(codes, 4))
+    assert set(columns) == set(BALANCE_COLUMNS)
+    assert columns["largest_bucket_max"] == 3 and columns["largest_sid_bucket"] == 1
+    assert columns["perplexity_min"] == pytest.approx(float(code_perplexity(codes).min()))
+    assert balance_columns({"entropy_mean": 1.0}) == {}
+
+
+def test_position_mutual_information_is_one_for_copies_and_near_zero_for_independent_codes():
+    rng = np.random.default_rng(0)
+    first = rng.integers(0, 8, size=5000)
+    codes = np.stack([first, (first + 3) % 8, rng.integers(0, 8, size=5000)], axis=1)
+    matrix = position_mutual_information(codes)
+    assert np.allclose(matrix, matrix.T) and np.allclose(np.diag(matrix), 1.0)
+    assert matrix[0, 1] == pytest.approx(1.0) and matrix[0, 2] < 0.01
+    with pytest.raises(ValueError, match="2-D"):
+        position_mutual_information(first)
 
 
 def test_cross_group_is_zero_for_mutually_orthogonal_experts():

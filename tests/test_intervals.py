@@ -340,3 +340,44 @@ def test_ranking_script_prints_intervals_for_runs_with_per_event_results(isolate
         assert "Claim 'MMQ above the best MA/MS baseline (AUC)': HELD" in (output / name).read_text()
     ablation = (output / "movielens_ablation.md").read_text()
     assert "Claim 'full MMQ above 'w/o L_aux'': HELD" in ablation and ablation.count("paired 95% CI") == 1
+
+
+def test_matched_beauty_script_gives_intervals_under_both_protocols(isolated_dirs, monkeypatch):
+    import scripts.table_beauty_matched as script
+
+    rng = np.random.default_rng(5)
+    users = np.arange(400, dtype=np.int32)
+    strong = np.where(rng.random((2, 400)) < 0.5, rng.integers(1, 6, size=(2, 400)), 0).astype(np.int32)
+    weak = np.where(rng.random((2, 400)) < 0.05, rng.integers(1, 21, size=(2, 400)), 0).astype(np.int32)
+
+    def matched_run(config, seed, ranks, plain):
+        splits = {}
+        for name, values in (("test", ranks), ("test_no_exclusion", plain), ("valid", ranks)):
+            splits[name] = {f"{metric}@{k}": float(function(values, k).mean()) for k in (5, 10)
+                            for metric, function in (("ndcg", ndcg_at_k_per_event), ("recall", recall_at_k_per_event))}
+        arrays = {"test_rank": ranks, "test_user": users, "test_no_exclusion_rank": plain,
+                  "test_no_exclusion_user": users, "k": np.int32(20)}
+        return write_run(config, seed, arrays, {**splits, "training": {"train_seconds": 10.0}})
+
+    def fake_collect(rows, seeds, *, no_train, force):
+        configs = dict(rows)
+        reports = {script.MMQ_LABEL: [matched_run(configs[script.MMQ_LABEL], seed, strong[seed], weak[seed])
+                                      for seed in seeds],
+                   "MA-RQ-VAE": [matched_run(configs["MA-RQ-VAE"], seed, weak[seed], strong[seed]) for seed in seeds]}
+        return reports, [f"{configs['MS-RQ-KMeans']} seed 0"]
+
+    monkeypatch.setattr(script, "collect", fake_collect)
+    monkeypatch.setattr(script, "setup", lambda: None)
+    output = isolated_dirs / "tables"
+    output.mkdir()
+    assert script.main(["--seeds", "0", "1", "--no-train", "--output-dir", str(output)]) == 0
+    markdown = (output / "beauty_generative_matched.md").read_text()
+    claims = [line for line in markdown.splitlines() if line.startswith("Claim")]
+    excluded = next(line for line in claims if "MA-RQ-VAE (the paper's first" in line and "history excluded" in line)
+    plain = next(line for line in claims if "MA-RQ-VAE (the paper's first" in line and "no history exclusion" in line)
+    assert excluded.endswith(": holds.") and plain.endswith(": fails.")   # MMQ ahead with exclusion, behind without
+    assert "over 400 test events (2 seeds each)" in excluded
+    assert any("MS-RQ-KMeans (the paper's second baseline)" in line and "not tested" in line for line in claims)
+    assert "Paper gap MMQ - MA-RQ-VAE on test ndcg@10 +0.0092 is" in markdown
+    assert "## Test, no history exclusion (ours)" in markdown and "| MMQ stage 1 [cpu] | ours |" in markdown
+    assert "Missing runs (left out):" in markdown

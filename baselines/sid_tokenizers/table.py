@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from mmq.metrics.semantic_ids import BALANCE_COLUMNS, balance_columns
 from mmq.tables import markdown_grid, metric_row
 
 METHOD_NAMES = {"rq_vae": "RQ-VAE", "rq_kmeans": "RQ-KMeans", "opq": "OPQ"}
 COLUMNS = ("reconstruction_l2_sq", "entropy_mean", "utilization_mean", "utilization_min", "collision_rate",
-           "collision_rate_dedup", "unique_ids", "fit_seconds")
+           "collision_rate_dedup", "unique_ids", *BALANCE_COLUMNS, "fit_seconds")
 
 
 def report_values(report: dict) -> dict[str, float]:
@@ -23,6 +24,7 @@ def report_values(report: dict) -> dict[str, float]:
         "collision_rate": metrics["dedup"]["collision_rate_before"],
         "collision_rate_dedup": metrics["dedup"]["collision_rate_after"],
         "unique_ids": float(quality["unique_ids"]),
+        **balance_columns(quality),
         "fit_seconds": metrics["fit_seconds"],
     }
 
@@ -33,10 +35,13 @@ def table_rows(table: str, reports_by_method: dict[str, Sequence[dict]]) -> list
     for method, reports in reports_by_method.items():
         config = reports[0]["config"]
         label = f"{METHOD_NAMES.get(config['method'], config['method'])} ({config['code_length']}x{config['codebook_size']})"
+        if config.get("balanced"):
+            label += ", balanced assignment"
         values = [report_values(report) for report in reports]
         for column in COLUMNS:
-            rows.append(metric_row(table, config["dataset"], label, "all_items", column,
-                                   [value[column] for value in values]))
+            present = [value[column] for value in values if column in value]
+            if present:
+                rows.append(metric_row(table, config["dataset"], label, "all_items", column, present))
     return rows
 
 

@@ -160,3 +160,36 @@ def semantic_id_quality(codes: np.ndarray, codebook_size: int | Sequence[int]) -
         "largest_prefix_bucket_per_level": [int(value) for value in largest_prefix],
         "largest_prefix_bucket_fraction_per_level": [float(value) / codes.shape[0] for value in largest_prefix],
     }
+
+
+BALANCE_COLUMNS = ("perplexity_min", "largest_bucket_max", "gini_mean", "largest_sid_bucket")
+
+
+def balance_columns(quality: dict) -> dict[str, float]:
+    """The balance columns of the tokenizer-quality tables from a :func:`semantic_id_quality` summary: the worst
+    position's perplexity and largest bucket (items holding one code), the mean Gini of bucket sizes, and the
+    most items sharing one full SID before the de-dup digit. {} for summaries made before these keys existed."""
+    if "perplexity_per_position" not in quality:
+        return {}
+    return {"perplexity_min": float(min(quality["perplexity_per_position"])),
+            "largest_bucket_max": float(max(quality["largest_bucket_per_position"])),
+            "gini_mean": float(quality["gini_mean"]),
+            "largest_sid_bucket": float(quality["largest_prefix_bucket_per_level"][-1])}
+
+
+def position_mutual_information(codes: np.ndarray) -> np.ndarray:
+    """Normalised mutual information between every pair of SID positions, ``[L, L]`` (diagonal 1).
+
+    0 = the positions carry independent information, 1 = one position determines the other (redundant codes).
+    scikit-learn's ``normalized_mutual_info_score`` (arithmetic normalisation) on the per-item codes.
+    """
+    from sklearn.metrics import normalized_mutual_info_score
+
+    codes = _validate_codes(codes)
+    length = codes.shape[1]
+    matrix = np.eye(length)
+    for first in range(length):
+        for second in range(first + 1, length):
+            value = normalized_mutual_info_score(codes[:, first], codes[:, second])
+            matrix[first, second] = matrix[second, first] = value
+    return matrix

@@ -12,13 +12,15 @@ import dataclasses
 from pathlib import Path
 from typing import Sequence
 
+from mmq.metrics.semantic_ids import BALANCE_COLUMNS, balance_columns
 from mmq.tables import markdown_grid, metric_row
 
 TABLE = "tokenizer_quality"
 COLUMNS = ("reconstruction_l2_sq", "reconstruction_gated", "entropy_mean", "utilization_mean", "utilization_min",
-           "collision_rate", "fit_seconds")
+           "collision_rate", *BALANCE_COLUMNS, "fit_seconds")
 # the README block: the MA/MS baselines and MMQ on each dataset (ablations and paper rows: the full table)
-README_COLUMNS = ("reconstruction_l2_sq", "reconstruction_gated", "entropy_mean", "utilization_min", "collision_rate")
+README_COLUMNS = ("reconstruction_l2_sq", "reconstruction_gated", "entropy_mean", "utilization_min", "collision_rate",
+                  "gini_mean", "largest_sid_bucket")
 PAPER_METRICS = {"l_recon": "reconstruction_l2_sq", "entropy": "entropy_mean", "utilization": "utilization_mean"}
 
 
@@ -60,6 +62,7 @@ def report_values(report: dict) -> dict[str, float]:
         "utilization_mean": quality["utilization_mean"],
         "utilization_min": min(quality["utilization_per_position"]),
         "collision_rate": metrics["dedup"]["collision_rate_before"],
+        **balance_columns(quality),
         "fit_seconds": metrics["fit_seconds"],
     }
     if "mmq" in metrics:
