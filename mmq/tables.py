@@ -277,5 +277,7 @@ def paired_interval(reports_a: Sequence[dict], directories_a: Sequence[Path], re
             raise ValueError(f"{directory}: {metric} needs the top {k}, the per-event ranks cover the top {run['k']}")
         values.append(RANK_METRICS[name](run[f"{split}_rank"], k))
         _check_report(float(values[-1].mean()), report, directory, split, metric)
+    users = runs[0][f"{split}_user"]
+    clusters = users if len(np.unique(users)) < len(users) else None  # several events per user: resample users
     return paired_bootstrap(np.stack(values[:len(runs_a)]), np.stack(values[len(runs_a):]),
-                            num_resamples=num_resamples, seed=seed)
+                            num_resamples=num_resamples, seed=seed, clusters=clusters)

@@ -260,6 +260,16 @@ def test_end_to_end_tiny_run(isolated_dirs, monkeypatch, tiny_beauty):
     assert metrics["training"]["epochs_run"] == 2 and metrics["semantic_ids"]["seed"] == 0
     saved = json.loads((run_directory(config, 0) / "report.json").read_text())
     assert saved["metrics"]["test"] == metrics["test"]
+    per_event = np.load(run_directory(config, 0) / "per_event.npz")
+    assert set(per_event.files) >= {"test_rank", "test_no_exclusion_rank", "valid_no_exclusion_rank"}
+    assert set(metrics["test_no_exclusion"]) == set(metrics["test"]) and metrics["history_exclusion"] == "full_in_beam"
+    multi = isolated_dirs / "tiny_multi.yaml"       # two test events per user (users have >= 4 items)
+    multi.write_text(config.read_text() + "split: {test_events: 2}\n")
+    multi_report = run_or_load(multi, 0, progress=False)["metrics"]
+    users = np.load(run_directory(multi, 0) / "per_event.npz")["test_user"]
+    assert len(users) == 80 and (np.bincount(users) == 2).all()
+    assert len(np.load(run_directory(multi, 0) / "per_event.npz")["valid_user"]) == 40
+    assert multi_report["test"]["ndcg@10"] >= 0
     bad = isolated_dirs / "bad.yaml"
     bad.write_text("kind: generative\nbeam: 3\n")
     with pytest.raises((ConfigError, ValueError), match="beam"):

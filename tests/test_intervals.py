@@ -381,3 +381,19 @@ def test_matched_beauty_script_gives_intervals_under_both_protocols(isolated_dir
     assert "Paper gap MMQ - MA-RQ-VAE on test ndcg@10 +0.0092 is" in markdown
     assert "## Test, no history exclusion (ours)" in markdown and "| MMQ stage 1 [cpu] | ours |" in markdown
     assert "Missing runs (left out):" in markdown
+
+
+def test_cluster_bootstrap_equals_the_event_bootstrap_for_one_event_per_cluster_and_widens_for_correlated_events():
+    rng = np.random.default_rng(2)
+    a, b = rng.random((2, 300)), rng.random((2, 300))
+    plain = paired_bootstrap(a, b, num_resamples=500)
+    assert paired_bootstrap(a, b, num_resamples=500, clusters=np.arange(300)) == plain._replace(num_clusters=300)
+    users = np.repeat(np.arange(30), 10)                 # 30 users with 10 identical events each
+    per_user = rng.normal(size=(1, 30))
+    copies_a, copies_b = np.repeat(per_user, 10, axis=1), np.zeros((1, 300))
+    events = paired_bootstrap(copies_a, copies_b, num_resamples=500)
+    clustered = paired_bootstrap(copies_a, copies_b, num_resamples=500, clusters=users)
+    assert clustered.num_clusters == 30 and clustered.difference == pytest.approx(events.difference)
+    assert clustered.high - clustered.low > 2 * (events.high - events.low)
+    with pytest.raises(ValueError, match="one cluster per event"):
+        paired_bootstrap(a, b, clusters=users[:10])

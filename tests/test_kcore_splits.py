@@ -8,7 +8,7 @@ import pytest
 
 from mmq.data.kcore import apply_kcore, kcore_mask
 from mmq.data.schema import INTERACTION_COLUMNS, ImportReport, build_dataset
-from mmq.data.splits import chronological_split, leave_one_out
+from mmq.data.splits import SequenceSplitConfig, chronological_split, leave_one_out
 
 
 def make_dataset(rows, item_ids, *, with_time=True, name="toy"):
@@ -155,6 +155,47 @@ def test_leave_one_out_rejects_short_users_and_bad_history():
     assert leave_one_out(dataset, min_length=2).test_target.tolist() == [2, 1]
     with pytest.raises(ValueError, match="max_history"):
         leave_one_out(make_sequences({"u0": ["a", "b", "c"]}, ["a", "b", "c"]), max_history=0)
+
+
+def test_multi_event_split_predicts_each_of_the_last_items_from_everything_before_it():
+    dataset = make_sequences({"u0": ["i0", "i1", "i2", "i3", "i4", "i5"], "u1": ["i5", "i4", "i3", "i2"]},
+                             ["i0", "i1", "i2", "i3", "i4", "i5"])
+    split = leave_one_out(dataset, max_history=2, config=SequenceSplitConfig(test_events=2))
+    assert [s.tolist() for s in split.train_sequences] == [[0, 1, 2], [5]]
+    assert split.valid_target.tolist() == [3, 4] and [s.tolist() for s in split.valid_history] == [[1, 2], [5]]
+    assert split.test_target.tolist() == [4, 5, 3, 2] and split.event_users("test").tolist() == [0, 0, 1, 1]
+    assert [s.tolist() for s in split.test_history] == [[2, 3], [3, 4], [5, 4], [4, 3]]
+    assert [s.tolist() for s in split.seen_items("test")] == [[0, 1, 2, 3], [0, 1, 2, 3, 4], [5, 4], [5, 4, 3]]
+    assert split.event_users("valid").tolist() == [0, 1]
+    one = leave_one_out(dataset, max_history=2, config=SequenceSplitConfig(test_events=1))
+    default = leave_one_out(dataset, max_history=2)
+    assert one.test_target.tolist() == default.test_target.tolist() == [5, 2]
+    assert [s.tolist() for s in one.seen_items("test")] == [[0, 1, 2, 3, 4], [5, 4, 3]]
+    with pytest.raises(ValueError, match="fewer than 5 interactions.*fewer test_events than 3"):
+        leave_one_out(dataset, config=SequenceSplitConfig(test_events=3))
+    with pytest.raises(ValueError, match="test_events"):
+        SequenceSplitConfig(test_events=0)
+
+
+def test_tie_shuffle_reorders_only_equal_timestamps_and_is_seeded():
+    rows = [("u", f"i{n}", float(n // 3), 4.0) for n in range(12)] + [("v", "i0", 1.0, 3.0), ("v", "i1", 2.0, 3.0),
+                                                                      ("v", "i2", 3.0, 3.0)]
+    dataset = make_dataset(rows, [f"i{n}" for n in range(12)])
+    file_order = leave_one_out(dataset).train_sequences[0].tolist()
+    assert file_order == list(range(10))
+    orders = {seed: leave_one_out(dataset, config=SequenceSplitConfig(tie_shuffle_seed=seed)) for seed in (0, 1, 2)}
+    shuffled = [split.train_sequences[0].tolist() + [int(split.valid_target[0]), int(split.test_target[0])]
+                for split in orders.values()]
+    for order in shuffled:   # every block of three equal timestamps keeps its three items
+        assert [sorted(order[start:start + 3]) for start in range(0, 12, 3)] == \
+            [list(range(start, start + 3)) for start in range(0, 12, 3)]
+    assert len({tuple(order) for order in shuffled}) > 1
+    again = leave_one_out(dataset, config=SequenceSplitConfig(tie_shuffle_seed=1))
+    assert again.test_target.tolist() == orders[1].test_target.tolist()
+    assert orders[0].train_sequences[1].tolist() == [0]   # user v: distinct timestamps keep their order
+    with pytest.raises(ValueError, match="timestamp"):
+        leave_one_out(make_sequences({"u0": ["a", "b", "c"]}, ["a", "b", "c"]),
+                      config=SequenceSplitConfig(tie_shuffle_seed=0))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import torch
 from baselines.sasrec.model import SASRec
 from baselines.sasrec.train import load_best, score, train_sasrec
 from mmq.data import leave_one_out, load_dataset
+from mmq.data.splits import SequenceSplitConfig
 from mmq.metrics.per_event import save_chosen_next_item
 from mmq.recommenders.sequences import training_windows
 
@@ -32,6 +33,7 @@ class SASRecConfig:
     dataset: str = "beauty"
     kcore: int | None = None            # None: the dataset's default (5-core)
     max_history: int = 20               # TIGER protocol; also the training window length
+    split: SequenceSplitConfig = SequenceSplitConfig()   # test events per user, equal-timestamp order
     hidden_size: int = 64               # item / position embedding and transformer width
     num_layers: int = 2                 # causal transformer blocks
     num_heads: int = 1                  # attention heads per block
@@ -67,7 +69,7 @@ def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress
     """Train SASRec, pick the best validation epoch, score test once; return the metrics dict."""
     torch.set_num_threads(config.num_threads)
     dataset = load_dataset(config.dataset, kcore=config.kcore)
-    split = leave_one_out(dataset, max_history=config.max_history)
+    split = leave_one_out(dataset, max_history=config.max_history, config=config.split)
     windows = training_windows(split.train_sequences, max_length=config.max_history)
     model = SASRec(**config.model_arguments(dataset.num_items))
     num_params = sum(parameter.numel() for parameter in model.parameters())
@@ -82,7 +84,8 @@ def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress
     started = time.perf_counter()
     scored_test = score(best, *split.history_and_target("test"), max_length=config.max_history, device=device)
     test, test_eval_seconds = scored_test.metrics, round(time.perf_counter() - started, 2)
-    per_event = save_chosen_next_item(run_directory, valid, scored_test, reported_valid=result.best_valid)
+    per_event = save_chosen_next_item(run_directory, valid, scored_test, reported_valid=result.best_valid,
+                                      test_users=split.event_users("test"))
     evaluated_epochs = sum(1 for entry in result.history if "valid" in entry)
     LOGGER.info("sasrec best epoch %d: valid %s %.4f, test %.4f", result.best_epoch, config.selection_metric,
                 result.best_valid[config.selection_metric], test[config.selection_metric])

@@ -18,17 +18,41 @@ import pandas as pd
 from mmq.data.schema import InteractionDataset
 
 
+@dataclasses.dataclass(frozen=True)
+class SequenceSplitConfig:
+    """How the per-user sequences are cut for next-item tasks (docs/method.md §5.1).
+
+    ``test_events``: the last ``test_events`` items of each user are test events (1 = leave-one-out, the paper's
+    protocol); each is predicted from everything before it, and the item before them is the validation target.
+    ``tie_shuffle_seed``: order a user's interactions with equal timestamps by a shuffle seeded with this value
+    instead of the file order (MovieLens: by movieId); None keeps the dataset's order (P5 Beauty has no times).
+    """
+
+    test_events: int = 1
+    tie_shuffle_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.test_events < 1:
+            raise ValueError(f"test_events must be >= 1, got {self.test_events}")
+
+
 @dataclasses.dataclass
 class LeaveOneOutSplit:
-    """Per-user sequences: training prefix, validation and test (history, target) pairs."""
+    """Per-user sequences: training prefix, validation and test (history, target) pairs.
 
-    train_sequences: list[np.ndarray]   # seq[:-2], full length (training windows are cut later)
-    valid_history: list[np.ndarray]     # seq[:-2][-max_history:]
-    valid_target: np.ndarray            # seq[-2]   [num_users]
-    test_history: list[np.ndarray]      # seq[:-1][-max_history:]
-    test_target: np.ndarray             # seq[-1]   [num_users]
+    With one test event per user (the default) ``test_*`` has one entry per user; with ``test_events`` = m it has m
+    per user, user by user (``test_user`` names each event's user; ``test_seen`` its full history).
+    """
+
+    train_sequences: list[np.ndarray]   # seq[:-(m+1)], full length (training windows are cut later)
+    valid_history: list[np.ndarray]     # train[-max_history:]
+    valid_target: np.ndarray            # seq[-(m+1)]   [num_users]
+    test_history: list[np.ndarray]      # seq[:t][-max_history:] per test event t
+    test_target: np.ndarray             # seq[t]   [num_test_events]
     num_items: int
     max_history: int
+    test_user: np.ndarray | None = None         # [num_test_events] user index; None = one event per user
+    test_seen: list[np.ndarray] | None = None   # seq[:t] per test event; None = train + valid target
 
     def history_and_target(self, split: str) -> tuple[list[np.ndarray], np.ndarray]:
         """(histories, targets) of ``"valid"`` or ``"test"``."""
@@ -38,34 +62,69 @@ class LeaveOneOutSplit:
             return self.test_history, self.test_target
         raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
 
+    def event_users(self, split: str) -> np.ndarray:
+        """The user index of every ``"valid"`` / ``"test"`` event (one validation event per user)."""
+        if split == "test" and self.test_user is not None:
+            return self.test_user
+        return np.arange(len(self.history_and_target(split)[1]))
+
     def seen_items(self, split: str) -> list[np.ndarray]:
-        """Each user's full history before the ``"valid"`` or ``"test"`` target (every earlier item, not only
+        """Each event's full history before its ``"valid"`` or ``"test"`` target (every earlier item, not only
         the last ``max_history``): what history exclusion removes from the ranked list."""
         if split == "valid":
             return self.train_sequences
         if split == "test":
+            if self.test_seen is not None:
+                return self.test_seen
             return [np.append(sequence, target) for sequence, target in zip(self.train_sequences, self.valid_target)]
         raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
 
 
-def leave_one_out(dataset: InteractionDataset, max_history: int = 20, min_length: int = 3) -> LeaveOneOutSplit:
-    """Leave-one-out split; users shorter than ``min_length`` (default 3) are an error."""
+def leave_one_out(dataset: InteractionDataset, max_history: int = 20, min_length: int = 3,
+                  config: SequenceSplitConfig | None = None) -> LeaveOneOutSplit:
+    """Leave-one-out split (``config.test_events`` = m > 1: the last m items are test events); users shorter than
+    ``min_length`` (``max(min_length, m + 2)`` when m > 1) are an error."""
+    config = config or SequenceSplitConfig()
     if max_history < 1:
         raise ValueError(f"max_history must be >= 1, got {max_history}")
-    sequences = dataset.sequences()
-    short = [index for index, sequence in enumerate(sequences) if len(sequence) < min_length]
+    sequences = dataset.sequences() if config.tie_shuffle_seed is None else \
+        tie_shuffled_sequences(dataset, config.tie_shuffle_seed)
+    events = config.test_events
+    needed = min_length if events == 1 else max(min_length, events + 2)
+    short = [index for index, sequence in enumerate(sequences) if len(sequence) < needed]
     if short:
-        raise ValueError(f"{dataset.name}: {len(short)} users have fewer than {min_length} interactions "
-                         f"(e.g. user_index {short[0]}); apply a k-core filter first")
+        raise ValueError(f"{dataset.name}: {len(short)} users have fewer than {needed} interactions "
+                         f"(e.g. user_index {short[0]}); apply a k-core filter first"
+                         + (f" or use fewer test_events than {events}" if events > 1 else ""))
+    train = [sequence[:-(events + 1)] for sequence in sequences]
+    common = dict(train_sequences=train, valid_history=[sequence[-max_history:] for sequence in train],
+                  valid_target=np.array([sequence[-(events + 1)] for sequence in sequences], dtype=np.int64),
+                  num_items=dataset.num_items, max_history=max_history)
+    if events == 1:
+        return LeaveOneOutSplit(**common, test_history=[sequence[:-1][-max_history:] for sequence in sequences],
+                                test_target=np.array([sequence[-1] for sequence in sequences], dtype=np.int64))
+    positions = [(user, len(sequence) - events + offset) for user, sequence in enumerate(sequences)
+                 for offset in range(events)]
     return LeaveOneOutSplit(
-        train_sequences=[sequence[:-2] for sequence in sequences],
-        valid_history=[sequence[:-2][-max_history:] for sequence in sequences],
-        valid_target=np.array([sequence[-2] for sequence in sequences], dtype=np.int64),
-        test_history=[sequence[:-1][-max_history:] for sequence in sequences],
-        test_target=np.array([sequence[-1] for sequence in sequences], dtype=np.int64),
-        num_items=dataset.num_items,
-        max_history=max_history,
+        **common,
+        test_history=[sequences[user][:position][-max_history:] for user, position in positions],
+        test_target=np.array([sequences[user][position] for user, position in positions], dtype=np.int64),
+        test_user=np.array([user for user, _ in positions], dtype=np.int64),
+        test_seen=[sequences[user][:position] for user, position in positions],
     )
+
+
+def tie_shuffled_sequences(dataset: InteractionDataset, seed: int) -> list[np.ndarray]:
+    """Each user's items by timestamp, equal timestamps ordered by a shuffle seeded with ``seed`` (not file order)."""
+    interactions = dataset.interactions
+    if interactions["timestamp"].isna().any():
+        raise ValueError(f"{dataset.name}: tie_shuffle_seed needs a timestamp on every interaction "
+                         "(P5-format data has none: its order is given)")
+    frame = interactions[["user_index", "timestamp", "item_index"]].copy()
+    frame["tiebreak"] = np.random.default_rng(seed).permutation(len(frame))
+    frame = frame.sort_values(["user_index", "timestamp", "tiebreak"], kind="stable")
+    boundaries = np.flatnonzero(np.diff(frame["user_index"].to_numpy())) + 1
+    return np.split(frame["item_index"].to_numpy(dtype=np.int64), boundaries)
 
 
 @dataclasses.dataclass

@@ -24,7 +24,7 @@ import torch
 
 from mmq import registry
 from mmq.data import load_dataset
-from mmq.data.splits import leave_one_out
+from mmq.data.splits import SequenceSplitConfig, leave_one_out
 from mmq.finetune.runs import live_source, save_finetuned
 from mmq.generative.causal import CausalSidRecommender
 from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer, load_resized
@@ -72,6 +72,7 @@ class GenerativeConfig:
     dataset: str = "beauty"
     kcore: int | None = None
     max_history: int = 20                    # [paper] docs/method.md §5.1
+    split: SequenceSplitConfig = SequenceSplitConfig()   # test events per user, equal-timestamp order (§5.1)
     semantic_ids: str = "experiments/tokenizers/beauty_rq_vae.yaml"   # config of the SID run
     tokenizer_seed: int | None = None        # None: same seed as this run (seed spread covers the SIDs too)
     backbone: str = "causal"                 # causal (all positions per pass) | t5 (TIGER encoder-decoder)
@@ -122,7 +123,7 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
     """Train with validation selection, then score the test split once; returns the metrics."""
     torch.set_num_threads(config.num_threads)
     dataset = load_dataset(config.dataset, kcore=config.kcore)
-    split = leave_one_out(dataset, max_history=config.max_history)
+    split = leave_one_out(dataset, max_history=config.max_history, config=config.split)
     tokenizer_seed = seed if config.tokenizer_seed is None else config.tokenizer_seed
     semantic_ids, digest = load_semantic_ids(config.semantic_ids, tokenizer_seed)
     if len(semantic_ids) != dataset.num_items:
@@ -164,7 +165,7 @@ def run_generative(config: GenerativeConfig, seed: int, directory: Path, *, prog
             name = split_name + suffix
             evaluation[name] = scored.metrics
             evaluation[f"{name}_users_per_second"] = round(len(histories) / (time.perf_counter() - started), 1)
-            ranks[name], users[name] = scored.ranks, np.arange(len(split_targets))  # one event per user
+            ranks[name], users[name] = scored.ranks, split.event_users(split_name)
     evaluation["history_exclusion"] = config.evaluation.history_exclusion
     per_event = save_per_event(directory, next_item_arrays(ranks, users, scored.list_length))
     return {

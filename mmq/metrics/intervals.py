@@ -122,11 +122,13 @@ def _check_levels(confidence: float, power: float) -> None:
 
 
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, num_resamples: int = 2000, seed: int = 0,
-                     confidence: float = 0.95, power: float = 0.8) -> Interval:
+                     confidence: float = 0.95, power: float = 0.8, clusters: np.ndarray | None = None) -> Interval:
     """Interval of ``mean(a) - mean(b)`` over events; ``a`` ``[seeds_a, events]``, ``b`` ``[seeds_b, events]``
     hold a per-event metric of the same events (in the same order).
 
-    Each row is averaged over its seeds per event, then events are resampled with replacement.
+    Each row is averaged over its seeds per event, then events are resampled with replacement; with
+    ``clusters`` (``[events]``, e.g. each event's user when users have several test events) whole clusters
+    are resampled instead, since a user's events are not independent.
     """
     _check_levels(confidence, power)
     a, b = _seed_rows(a, "a"), _seed_rows(b, "b")
@@ -134,6 +136,16 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, num_resamples: int = 2000,
         raise ValueError(f"a and b must score the same events: {a.shape[1]} vs {b.shape[1]} events")
     difference = a.mean(axis=0) - b.mean(axis=0)  # [events]
     num_events = difference.size
+    if clusters is not None:
+        clusters = np.asarray(clusters)
+        if clusters.shape != (num_events,):
+            raise ValueError(f"clusters must give one cluster per event ({num_events}), got shape {clusters.shape}")
+        _, index = np.unique(clusters, return_inverse=True)
+        sums, sizes = np.bincount(index, weights=difference), np.bincount(index).astype(np.float64)
+        resampled = np.concatenate([(counts @ sums) / (counts @ sizes)
+                                    for counts in _resample_counts(len(sums), num_resamples, seed, num_events)])
+        return _summarise(difference.mean(), resampled, confidence=confidence, power=power, num_events=num_events,
+                          num_seeds=(a.shape[0], b.shape[0]), num_clusters=len(sums))
     resampled = np.concatenate([counts @ difference / num_events
                                 for counts in _resample_counts(num_events, num_resamples, seed, num_events)])
     return _summarise(difference.mean(), resampled, confidence=confidence, power=power, num_events=num_events,
