@@ -15,13 +15,12 @@ from __future__ import annotations
 import baselines  # noqa: F401  (registers the baseline kinds: baseline tokenizers)
 from mmq.cli import setup
 
-from mmq import registry
 from mmq.claims import ClaimIntervals
-from mmq.generative.experiment import NO_EXCLUSION
-from mmq.generative.table import GAP_METRIC, METRICS, claim_lines, mean_train_seconds, run_rows, write_outputs
+from mmq.generative.table import (GAP_METRIC, METRICS, NO_EXCLUSION_SPLIT, PROTOCOLS, mean_train_seconds,
+                                  protocol_claim_lines, protocol_rows, write_outputs)
 from mmq.metrics.intervals import verdict
 from mmq.ranking.table import plot_intervals
-from mmq.tables import (collect, markdown_grid, metric_row, missing_note, paper_reference_rows, parse_arguments,
+from mmq.tables import (collect, markdown_grid, missing_note, paper_reference_rows, parse_arguments,
                         tables_dir, write_readme_block)
 
 TABLE = "beauty_generative_matched"
@@ -38,20 +37,6 @@ CLAIMS = (
 )
 # the paper's MMQ minus its baseline on Beauty test ndcg@10 (paper_tables/paper_reference/mmq_paper.csv)
 PAPER_ROWS = {"MA-RQ-VAE": "MA-RQ-VAE (MMQ paper)", "MS-RQ-KMeans": "MS-RQ-KMeans (MMQ paper)"}
-PROTOCOLS = (("test", "history excluded (full history, inside the beam)"),
-             (f"test{NO_EXCLUSION}", "no history exclusion"))
-
-
-def protocol_rows(reports: dict[str, list[dict]]) -> list[dict]:
-    """Test / validation rows (history excluded) and the test rows without exclusion, split ``test_no_exclusion``."""
-    rows = [row for label, runs in reports.items() for row in run_rows(TABLE, "beauty", label, runs)]
-    for label, runs in reports.items():
-        if not all(f"test{NO_EXCLUSION}" in run["metrics"] for run in runs):
-            continue
-        method = next(row["method"] for row in rows if row["method"].startswith(label + " ["))
-        rows += [metric_row(TABLE, "beauty", method, f"test{NO_EXCLUSION}", metric,
-                            [run["metrics"][f"test{NO_EXCLUSION}"][metric] for run in runs]) for metric in METRICS]
-    return rows
 
 
 def paper_gap_lines(ours: list[dict], references: list[dict], intervals: dict[str, ClaimIntervals]) -> list[str]:
@@ -90,15 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parse_arguments(__doc__, argv)
     setup()
     reports, missing = collect(ROWS, arguments.seeds, no_train=arguments.no_train, force=arguments.force)
-    ours = protocol_rows(reports)
+    ours = protocol_rows(TABLE, "beauty", reports)
     references = paper_reference_rows(TABLE)
     intervals = {split: ClaimIntervals(ROWS, reports, split=split) for split, _ in PROTOCOLS}
     seconds = mean_train_seconds(reports)
-    claims = []
-    for split, name in PROTOCOLS:
-        lines = claim_lines([{**row, "split": "test"} for row in ours if row["split"] == split], CLAIMS,
-                            intervals=intervals[split])
-        claims += [line.replace(" on test ndcg@10", f" on test ndcg@10, {name}", 1) for line in lines]
+    claims = protocol_claim_lines(ours, CLAIMS, intervals)
     notes = [
         "Amazon Beauty 2014 5-core (22,363 users, 12,101 items), leave-one-out (last item test, second-last "
         "validation), model input = the last 20 history items, full-catalogue retrieval by trie-constrained beam "
@@ -125,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "intervals `beauty_generative_matched_intervals.png`.",
         *missing_note(missing),
     ]
-    no_exclusion = markdown_grid(ours, METRICS, split=f"test{NO_EXCLUSION}")
+    no_exclusion = markdown_grid(ours, METRICS, split=NO_EXCLUSION_SPLIT)
     markdown = "\n".join([
         "# Amazon Beauty: the MMQ paper's table, matched inputs", "", *notes, "",
         "## Test, history excluded (ours: mean ± std over seeds; paper rows as published)", "",

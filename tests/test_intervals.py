@@ -397,3 +397,35 @@ def test_cluster_bootstrap_equals_the_event_bootstrap_for_one_event_per_cluster_
     assert clustered.high - clustered.low > 2 * (events.high - events.low)
     with pytest.raises(ValueError, match="one cluster per event"):
         paired_bootstrap(a, b, clusters=users[:10])
+
+
+def test_movielens_multi_event_script_resamples_users(isolated_dirs, monkeypatch):
+    import scripts.table_movielens_multi_event as script
+
+    rng = np.random.default_rng(6)
+    users = np.repeat(np.arange(50, dtype=np.int32), 4)
+    good = np.where(rng.random((1, 200)) < 0.6, rng.integers(1, 6, size=(1, 200)), 0).astype(np.int32)
+    poor = np.where(rng.random((1, 200)) < 0.1, rng.integers(1, 21, size=(1, 200)), 0).astype(np.int32)
+
+    def run(config, ranks):
+        splits = {name: {f"{metric}@{k}": float(function(ranks, k).mean()) for k in (5, 10)
+                         for metric, function in (("ndcg", ndcg_at_k_per_event), ("recall", recall_at_k_per_event))}
+                  for name in ("test", "test_no_exclusion", "valid")}
+        arrays = {"test_rank": ranks, "test_user": users, "test_no_exclusion_rank": ranks,
+                  "test_no_exclusion_user": users, "k": np.int32(20)}
+        return write_run(config, 0, arrays, {**splits, "training": {"train_seconds": 5.0}})
+
+    def fake_collect(rows, seeds, *, no_train, force):
+        configs = dict(rows)
+        return {script.MMQ_LABEL: [run(configs[script.MMQ_LABEL], good[0])],
+                script.MMQ_SHUFFLED: [run(configs[script.MMQ_SHUFFLED], poor[0])]}, []
+
+    monkeypatch.setattr(script, "collect", fake_collect)
+    monkeypatch.setattr(script, "setup", lambda: None)
+    output = isolated_dirs / "tables"
+    output.mkdir()
+    assert script.main(["--seeds", "0", "--no-train", "--output-dir", str(output)]) == 0
+    markdown = (output / "movielens_generative_multi_event.md").read_text()
+    line = next(line for line in markdown.splitlines() if "posters help MMQ" in line and "history excluded" in line)
+    assert "over 200 test events of 50 users (1 seeds each)" in line and line.endswith(": holds.")
+    assert any("the best MA/MS row" in line and "not tested" in line for line in markdown.splitlines())

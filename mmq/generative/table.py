@@ -40,6 +40,35 @@ def claim_lines(ours: Sequence[dict], claims: Sequence[tuple[str, Sequence[str],
     return lines
 
 
+NO_EXCLUSION_SPLIT = "test_no_exclusion"   # the runs' test lists scored without history exclusion
+PROTOCOLS = (("test", "history excluded (full history, inside the beam)"), (NO_EXCLUSION_SPLIT, "no history exclusion"))
+
+
+def protocol_rows(table: str, dataset: str, reports: dict[str, list[dict]]) -> list[dict]:
+    """:func:`run_rows` of every method plus its test rows without history exclusion (split ``test_no_exclusion``,
+    for runs that recorded them)."""
+    rows = []
+    for label, runs in reports.items():
+        method_rows = run_rows(table, dataset, label, runs)
+        rows += method_rows
+        if all(NO_EXCLUSION_SPLIT in run["metrics"] for run in runs):
+            rows += [metric_row(table, dataset, method_rows[0]["method"], NO_EXCLUSION_SPLIT, metric,
+                                [run["metrics"][NO_EXCLUSION_SPLIT][metric] for run in runs]) for metric in METRICS]
+    return rows
+
+
+def protocol_claim_lines(ours: Sequence[dict], claims: Sequence[tuple[str, Sequence[str], str]],
+                         intervals: dict[str, ClaimIntervals], metric: str = GAP_METRIC) -> list[str]:
+    """:func:`claim_lines` under each protocol of :data:`PROTOCOLS` (``intervals``: one per split), the protocol
+    named in each line."""
+    lines = []
+    for split, name in PROTOCOLS:
+        rows = [{**row, "split": "test"} for row in ours if row["split"] == split]
+        lines += [line.replace(f" on test {metric}", f" on test {metric}, {name}", 1)
+                  for line in claim_lines(rows, claims, metric=metric, intervals=intervals.get(split))]
+    return lines
+
+
 def run_rows(table: str, dataset: str, method: str, reports: Sequence[dict]) -> list[dict]:
     """Test and validation rows of one method (``reports``: one per seed), labelled with the profile."""
     profiles = sorted({report["metrics"].get("profile", "cpu") for report in reports})
