@@ -62,6 +62,58 @@ def test_joint_loss_reaches_the_experts_and_soft_targets_add_a_label_gradient(fi
     assert not torch.allclose(gradients[False], gradients[True])      # the label term moves the codes too
 
 
+def fresh_joint(tokenizer, data, **options):
+    model = type(tokenizer.model)(config=tokenizer.config, input_dims=tokenizer.dims)
+    model.load_state_dict(tokenizer.model.state_dict())
+    anchor = tokenizer.encode(data)
+    return JointTokenizer(MMQCodes(model, tokenizer.prepare(data), tau=0.1), GenerativeFinetuneConfig(**options),
+                          dedup_capacity=16, anchor_codes=anchor), model
+
+
+def test_study_options_add_their_terms_and_leave_the_default_loss_alone(fitted_mmq):
+    tokenizer, data = fitted_mmq
+    history = torch.tensor([[-1, 3, 7, 12, 5], [1, 2, 3, 4, 50]])
+    targets = torch.tensor([[-1, 7, 12, 5, 9], [2, 3, 4, 50, -1]])
+    losses = {}
+    for name, options in {"default": {}, "stability": {"stability_weight": 1.0},
+                          "stage1": {"stage1_terms_weight": 1.0}, "contrastive": {"contrastive_weight": 1.0}}.items():
+        joint, model = fresh_joint(tokenizer, data, **options)
+        generator = small_model(joint.codebook_sizes).eval()
+        loss, terms = joint.loss(generator, history, targets)
+        losses[name] = (float(loss.detach()), {key: float(value.detach()) for key, value in terms.items()})
+        if name != "default":
+            loss.backward()
+            assert model.shared.final_weights.grad.abs().sum() > 0
+    base, base_terms = losses["default"]
+    assert set(base_terms) == {"generation", "reconstruction", "auxiliary"}
+    total, terms = losses["stability"]
+    assert total == pytest.approx(base + terms["stability"], rel=1e-5) and terms["stability"] > 0
+    total, terms = losses["stage1"]
+    assert total == pytest.approx(base + terms["codebook"] + terms["commitment"] + terms["gate_balance"], rel=1e-5)
+    total, terms = losses["contrastive"]
+    assert total == pytest.approx(base + terms["contrastive"], rel=1e-5) and terms["contrastive"] > 0
+    joint, model = fresh_joint(tokenizer, data, freeze_codebooks=True)
+    group = joint.parameter_group(1e-3)["params"]
+    assert all(parameter is not model.quantizer.codebooks for parameter in group) and len(group) > 0
+    with pytest.raises(ValueError, match="contrastive_temperature"):
+        GenerativeFinetuneConfig(contrastive_temperature=0)
+
+
+def test_stable_dedup_digits_change_only_for_items_whose_codes_changed():
+    from mmq.semantic_ids.dedup import dedup_digits, stable_dedup_digits
+
+    previous = np.array([[0, 0], [0, 0], [0, 0], [1, 1], [2, 2]])
+    digits = dedup_digits(previous)                                       # 0, 1, 2, 0, 0
+    moved = previous.copy()
+    moved[0] = [1, 1]                                                     # item 0 joins item 3's group
+    stable = stable_dedup_digits(moved, previous, digits)
+    assert stable.tolist() == [1, 1, 2, 0, 0]                             # items 1, 2 keep theirs
+    assert dedup_digits(moved).tolist() == [0, 0, 1, 1, 0]                # the default renumbers items 1-3
+    assert len({(*row, digit) for row, digit in zip(moved.tolist(), stable.tolist())}) == 5
+    with pytest.raises(ValueError, match="same items"):
+        stable_dedup_digits(moved, previous[:4], digits[:4])
+
+
 def test_dedup_capacity_overflow_is_a_clear_error(fitted_mmq):
     tokenizer, data = fitted_mmq
     joint = JointTokenizer(MMQCodes(tokenizer.model, tokenizer.prepare(data), tau=0.1), GenerativeFinetuneConfig(), 50)
@@ -126,7 +178,9 @@ def test_end_to_end_generative_fine_tuning_run(isolated_dirs, monkeypatch, mmq_w
             run_or_load(bad, 0)
 
 
-def test_interrupted_joint_run_resumes_to_the_same_tokenizer(isolated_dirs, fitted_mmq):
+@pytest.mark.parametrize("options", [{}, {"stable_dedup": True, "stability_weight": 0.5, "contrastive_weight": 0.5}],
+                         ids=["default", "study_options"])
+def test_interrupted_joint_run_resumes_to_the_same_tokenizer(isolated_dirs, fitted_mmq, options):
     from mmq.generative.train import TrainingConfig, fit
     from mmq.recommenders.sequences import training_windows
     from mmq.generative.sid_trie import SemanticIdTrie
@@ -142,7 +196,8 @@ def test_interrupted_joint_run_resumes_to_the_same_tokenizer(isolated_dirs, fitt
         model = type(tokenizer.model)(config=tokenizer.config, input_dims=tokenizer.dims)
         model.load_state_dict(tokenizer.model.state_dict())
         joint = JointTokenizer(MMQCodes(model, tokenizer.prepare(data), tau=0.1),
-                               GenerativeFinetuneConfig(tokenizer_lr_ratio=1.0), dedup_capacity=8)
+                               GenerativeFinetuneConfig(tokenizer_lr_ratio=1.0, **options), dedup_capacity=8,
+                               anchor_codes=tokenizer.encode(data))
         table = joint.table()
         generator = small_model(joint.codebook_sizes, dropout=0.0)  # no dropout: torch's RNG is not checkpointed
         fit(generator, TrainingConfig(batch_size=8, max_epochs=epochs, eval_every=1, patience=10),

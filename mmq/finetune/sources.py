@@ -94,6 +94,9 @@ class LiveTokenizerSource(nn.Module):
     def num_items(self) -> int:
         return getattr(self, f"input_{self.input_names[0]}").shape[0]
 
+    def input_device(self) -> torch.device:
+        return getattr(self, f"input_{self.input_names[0]}").device
+
     @torch.no_grad()
     def codes(self, chunk: int = 4096) -> np.ndarray:
         """Current hard codes of every item ``[num_items, L]`` (re-derived SIDs)."""
@@ -112,12 +115,39 @@ class MMQCodes(LiveTokenizerSource):
         super().__init__(inputs, tau)
         self.model = model
         self.codebook_sizes = (model.config.codebook_size,) * model.config.num_experts
+        self.register_buffer("anchor", None, persistent=False)   # stage-1 codes [items, E] (code-stability term)
+        self.stage1_terms = False            # also return stage 1's codebook / commitment / gate-balance terms
+
+    def configure_stage2(self, *, anchor_codes: np.ndarray | None = None, stage1_terms: bool = False,
+                         freeze_codebooks: bool = False) -> None:
+        """Opt-in regularisers of the stage-2 study (docs/method.md §4.6): ``stability`` = cross-entropy of each
+        expert's soft index against the item's ``anchor_codes`` (its stage-1 code), the stage-1 ``codebook`` /
+        ``commitment`` / ``gate_balance`` terms, and codebooks that stay fixed (experts and gates still train)."""
+        if anchor_codes is not None:
+            anchor = torch.as_tensor(np.asarray(anchor_codes, dtype=np.int64))
+            if tuple(anchor.shape) != (self.num_items, len(self.codebook_sizes)):
+                raise ValueError(f"anchor codes must be [{self.num_items}, {len(self.codebook_sizes)}], got "
+                                 f"{tuple(anchor.shape)}")
+            self.anchor = anchor.to(self.input_device())
+        self.stage1_terms = bool(stage1_terms)
+        if freeze_codebooks:
+            self.model.quantizer.codebooks.requires_grad_(False)
+
+    def item_vectors(self, indices: Tensor) -> Tensor:
+        """Each item's selected code vectors ``indices @ codebooks``, concatenated over experts and L2-normalised
+        ``[n, E * d]``: an item embedding that only the tokenizer moves (the study's contrastive objective)."""
+        vectors = torch.einsum("nek,ekd->ned", indices, self.model.quantizer.code_vectors())
+        return torch.nn.functional.normalize(vectors.flatten(1), dim=-1)
 
     def forward(self, items: Tensor, *, with_losses: bool = False) -> SourceOutput:
         batch = self.batch(items)
         if not with_losses:
             return SourceOutput(soft_straight_through(self.model.expert_logits(batch), self.tau), {})
         output = self.model(batch, with_logits=True)
-        return SourceOutput(soft_straight_through(output.logits, self.tau),  # [n, E, K]
-                            {"reconstruction": output.losses["reconstruction"],
-                             "auxiliary": output.losses["auxiliary"]})
+        losses = {"reconstruction": output.losses["reconstruction"], "auxiliary": output.losses["auxiliary"]}
+        if self.stage1_terms:
+            losses.update({name: output.losses[name] for name in ("codebook", "commitment", "gate_balance")})
+        if self.anchor is not None:
+            logits = output.logits / self.tau                                           # [n, E, K]
+            losses["stability"] = torch.nn.functional.cross_entropy(logits.flatten(0, 1), self.anchor[items].flatten())
+        return SourceOutput(soft_straight_through(output.logits, self.tau), losses)  # [n, E, K]

@@ -201,7 +201,8 @@ def _joint_tokenizer(config: GenerativeConfig, semantic_ids: np.ndarray, tokeniz
     source, tokenizer, embeddings = live_source(config.semantic_ids, run_directory, stage1_codes,
                                                 config.finetuning.tau)
     capacity = config.finetuning.dedup_capacity or 2 * int(semantic_ids[:, -1].max() + 1) + 4
-    return JointTokenizer(source, config.finetuning, capacity), (tokenizer, embeddings, stage1_codes)
+    return (JointTokenizer(source, config.finetuning, capacity, anchor_codes=stage1_codes),
+            (tokenizer, embeddings, stage1_codes))
 
 
 def run(config: GenerativeConfig, seed: int, directory: Path, progress: bool = True) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import torch
 
 from mmq.finetune.objective import BehaviorFinetuneConfig, Stage2Loss, stage2_loss, tokenizer_parameter_group
 from mmq.generative.sid_trie import SemanticIdTrie
-from mmq.semantic_ids.dedup import dedup_digits
+from mmq.semantic_ids.dedup import dedup_digits, stable_dedup_digits
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,23 +37,54 @@ class GenerativeFinetuneConfig(BehaviorFinetuneConfig):
 
     soft_targets: bool = False           # gradient through the target item's indices too
     dedup_capacity: int | None = None    # size of the de-dup position; None: 2 x stage 1's + 4
+    # the stage-2 study's options (docs/method.md §4.6; all off = the stage 2 of the committed runs)
+    stability_weight: float = 0.0        # (b) x CE of each soft index vs the item's stage-1 code
+    stage1_terms_weight: float = 0.0     # (b) x (codebook + commitment + gate balance), stage 1's anchors
+    stable_dedup: bool = False           # (c) de-dup digits change only for items whose codes changed
+    freeze_codebooks: bool = False       # (d) codebooks fixed; experts and gates train
+    contrastive_weight: float = 0.0      # (e) x in-batch InfoNCE of next item vs previous item on code vectors
+    contrastive_temperature: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.dedup_capacity is not None and self.dedup_capacity < 1:
             raise ValueError(f"dedup_capacity must be >= 1, got {self.dedup_capacity}")
+        if min(self.stability_weight, self.stage1_terms_weight, self.contrastive_weight) < 0 \
+                or self.contrastive_temperature <= 0:
+            raise ValueError("stability_weight, stage1_terms_weight and contrastive_weight must be >= 0 and "
+                             f"contrastive_temperature > 0, got {self}")
+
+    @property
+    def study_options(self) -> bool:
+        """Whether any stage-2 study option is on (they need a source with ``configure_stage2``)."""
+        return bool(self.stability_weight or self.stage1_terms_weight or self.freeze_codebooks
+                    or self.contrastive_weight)
 
 
 class JointTokenizer:
     """A live SID source (``mmq.finetune.sources``) trained inside the generator's loop."""
 
-    def __init__(self, source, config: GenerativeFinetuneConfig, dedup_capacity: int) -> None:
+    def __init__(self, source, config: GenerativeFinetuneConfig, dedup_capacity: int,
+                 anchor_codes: np.ndarray | None = None) -> None:
         if not source.trainable:
             raise ValueError("generative fine-tuning needs a trainable source (MMQ or MA-RQ-VAE)")
         self.source = source
         self.config = config
         self.dedup_capacity = int(dedup_capacity)
         self.dedup = torch.zeros(source.num_items, dtype=torch.long)
+        if config.study_options:
+            if not hasattr(source, "configure_stage2"):
+                raise ValueError(f"the stage-2 study options need a source with configure_stage2 (MMQ); "
+                                 f"{type(source).__name__} has none")
+            if config.stability_weight and anchor_codes is None:
+                raise ValueError("stability_weight needs the stage-1 codes (anchor_codes)")
+            source.configure_stage2(anchor_codes=anchor_codes if config.stability_weight else None,
+                                    stage1_terms=config.stage1_terms_weight > 0,
+                                    freeze_codebooks=config.freeze_codebooks)
+        self.previous: np.ndarray | None = None   # the last table (stable de-dup digits start from it)
+        if config.stable_dedup:  # kept in the tokenizer's checkpoint so a resumed run continues the same digits
+            source.register_buffer("stable_table", torch.full((source.num_items, len(source.codebook_sizes) + 1), -1,
+                                                               dtype=torch.long))
         self.refresh()
 
     @property
@@ -68,7 +99,11 @@ class JointTokenizer:
     def table(self) -> np.ndarray:
         """Current SID table ``[items, L + 1]`` (codes + de-dup digit)."""
         codes = self.source.codes()
-        digits = dedup_digits(codes)
+        previous = self.source.stable_table.cpu().numpy() if self.config.stable_dedup else None
+        if previous is not None and (previous >= 0).all():
+            digits = stable_dedup_digits(codes, previous[:, :-1], previous[:, -1])
+        else:
+            digits = dedup_digits(codes)
         if digits.max() >= self.dedup_capacity:
             raise RuntimeError(f"fine-tuned SIDs need a de-dup digit up to {int(digits.max())} but the generator "
                                f"has {self.dedup_capacity} slots; raise finetune_training.dedup_capacity")
@@ -78,6 +113,8 @@ class JointTokenizer:
         """Recompute the de-dup digits from the current codes; returns the current table."""
         table = self.table()
         self.dedup = torch.from_numpy(table[:, -1].copy()).to(self.dedup.device)
+        if self.config.stable_dedup:
+            self.source.stable_table.copy_(torch.from_numpy(table))
         return table
 
     def trie(self, table: np.ndarray) -> SemanticIdTrie:
@@ -101,7 +138,31 @@ class JointTokenizer:
         states = model.encode_vectors(item_vectors, valid)[has_target]
         generation = model.soft_loss(states, output.indices[target_inverse], dedup[target_inverse],
                                      soft_targets=self.config.soft_targets)
-        return stage2_loss("generation", generation, output.losses, self.config)
+        loss = stage2_loss("generation", generation, output.losses, self.config)
+        return self._study_terms(loss, output, inverse, valid, has_target, history_items, target_items)
+
+    def _study_terms(self, loss: Stage2Loss, output, inverse: torch.Tensor, valid: torch.Tensor,
+                     has_target: torch.Tensor, history_items: torch.Tensor, target_items: torch.Tensor) -> Stage2Loss:
+        """Add the stage-2 study's weighted terms (none by default) to ``loss``."""
+        config, total, terms = self.config, loss.total, dict(loss.terms)
+        if config.stability_weight:
+            total = total + config.stability_weight * terms["stability"]
+        if config.stage1_terms_weight:
+            total = total + config.stage1_terms_weight * (terms["codebook"] + terms["commitment"]
+                                                          + terms["gate_balance"])
+        if config.contrastive_weight:
+            vectors = self.source.item_vectors(output.indices)                      # [unique, D]
+            position = torch.full(history_items.shape, -1, dtype=torch.long, device=history_items.device)
+            position[valid] = inverse[:int(valid.sum())]
+            target_position = torch.full_like(position, -1)
+            target_position[has_target] = inverse[int(valid.sum()):]
+            pairs = (position >= 0) & (target_position >= 0)                       # (item, next item) pairs
+            anchors, positives = position[pairs], target_position[pairs]
+            candidates, labels = torch.unique(positives, return_inverse=True)
+            logits = vectors[anchors] @ vectors[candidates].T / config.contrastive_temperature
+            terms["contrastive"] = torch.nn.functional.cross_entropy(logits, labels)
+            total = total + config.contrastive_weight * terms["contrastive"]
+        return Stage2Loss(total, terms)
 
 
 def load_resized(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:

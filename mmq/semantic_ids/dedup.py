@@ -73,3 +73,29 @@ def sid_table_hash(codes: np.ndarray) -> str:
     digest.update(repr(tuple(int(size) for size in codes.shape)).encode("ascii"))
     digest.update(np.ascontiguousarray(codes, dtype="<i8").tobytes())
     return digest.hexdigest()
+
+
+def stable_dedup_digits(codes: np.ndarray, previous_codes: np.ndarray, previous_digits: np.ndarray) -> np.ndarray:
+    """De-dup digits that only change for items whose semantic code changed (stage 2, docs/method.md §4.6).
+
+    Items with the same codes as before keep their digit (they stay unique: their (code, digit) pairs were);
+    every other item, in item order, takes the smallest digit no item of its new code group holds yet.
+    """
+    codes, previous_codes = _validate(codes), _validate(previous_codes)
+    previous_digits = np.asarray(previous_digits, dtype=np.int64)
+    if codes.shape != previous_codes.shape or previous_digits.shape != (codes.shape[0],):
+        raise ValueError(f"codes {codes.shape}, previous codes {previous_codes.shape} and previous digits "
+                         f"{previous_digits.shape} must describe the same items")
+    unchanged = (codes == previous_codes).all(axis=1)
+    digits = np.where(unchanged, previous_digits, -1)
+    taken: dict[tuple, set[int]] = {}
+    for item in np.flatnonzero(unchanged):
+        taken.setdefault(tuple(codes[item]), set()).add(int(digits[item]))
+    for item in np.flatnonzero(~unchanged):
+        used = taken.setdefault(tuple(codes[item]), set())
+        digit = 0
+        while digit in used:
+            digit += 1
+        used.add(digit)
+        digits[item] = digit
+    return digits
