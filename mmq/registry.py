@@ -31,7 +31,7 @@ from mmq import artifacts
 from mmq.artifacts import short_hash
 from mmq.config import ConfigError, from_dict, read_yaml_mapping, to_dict
 from mmq.data.fingerprint import current_fingerprint, recording_datasets
-from mmq.data.paths import MissingDataError
+from mmq.data.paths import MissingDataError, data_dir
 from mmq.generative import experiment as generative
 from mmq.image_tower import experiment as image_tower
 from mmq.mmq_tokenizer import experiment as mmq_tokenizer
@@ -284,17 +284,24 @@ def check_datasets(report: Mapping[str, Any], directory: Path) -> None:
                                    f"directory now gives {current}: restore the data, or rerun with --force")
 
 
-_FINGERPRINTS: dict[str, str | None] = {}
+_FINGERPRINTS: dict[tuple[str, str], str | None] = {}
+
+
+def fingerprint_cache_key(key: str) -> tuple[str, str]:
+    """Where :func:`_current_fingerprint` caches ``key``: per data directory (a process may switch directories)."""
+    return str(data_dir()), key
 
 
 def _current_fingerprint(key: str) -> str | None:
-    """The data directory's fingerprint of ``key`` now, cached per process (None when the data is absent)."""
-    if key not in _FINGERPRINTS:
+    """The data directory's fingerprint of ``key`` now, cached per process and data directory (None when the data
+    is absent)."""
+    cache_key = fingerprint_cache_key(key)
+    if cache_key not in _FINGERPRINTS:
         try:
-            _FINGERPRINTS[key] = current_fingerprint(key)
+            _FINGERPRINTS[cache_key] = current_fingerprint(key)
         except MissingDataError:
-            _FINGERPRINTS[key] = None
-    return _FINGERPRINTS[key]
+            _FINGERPRINTS[cache_key] = None
+    return _FINGERPRINTS[cache_key]
 
 
 def _estimated_minutes(path: Path, kind: ExperimentKind) -> float:

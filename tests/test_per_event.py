@@ -21,10 +21,11 @@ def _reported_ks(split_metrics: dict) -> tuple[int, ...]:
 def _check_next_item_run(directory, metrics: dict, list_length: int) -> None:
     """The saved ranks reproduce every reported valid / test metric exactly."""
     arrays = load_per_event(directory, metrics)
-    assert sorted(arrays) == ["k", "test_rank", "test_user", "valid_rank", "valid_user"]
+    splits = ["valid", "test"] + (["valid_no_exclusion", "test_no_exclusion"] if "test_no_exclusion" in metrics else [])
+    assert sorted(arrays) == sorted(["k", *(f"{split}_{name}" for split in splits for name in ("rank", "user"))])
     assert int(arrays["k"]) == list_length and arrays["k"].shape == ()
     assert "differs_from_report" not in metrics["per_event"]
-    for split in ("valid", "test"):
+    for split in splits:
         ranks, users = arrays[f"{split}_rank"], arrays[f"{split}_user"]
         assert ranks.dtype == np.int32 and users.dtype == np.int32
         np.testing.assert_array_equal(users, np.arange(len(users)))

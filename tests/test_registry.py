@@ -234,10 +234,10 @@ def test_a_run_made_on_other_data_is_refused(tmp_path, isolated_dirs, counting_k
     registry.run_or_load(sids, 0)
     report_path = registry.run_directory(sids, 0) / "report.json"
     artifacts.write_json(report_path, {**artifacts.read_json(report_path), "datasets": {"beauty": "0123456789abcdef"}})
-    monkeypatch.setitem(registry._FINGERPRINTS, "beauty", "fedcba9876543210")
+    monkeypatch.setitem(registry._FINGERPRINTS, registry.fingerprint_cache_key("beauty"), "fedcba9876543210")
     with pytest.raises(registry.DataChangedError, match="fingerprint 0123456789abcdef"):
         registry.run_or_load(sids, 0)
-    monkeypatch.setitem(registry._FINGERPRINTS, "beauty", None)  # data absent: nothing to compare with
+    monkeypatch.setitem(registry._FINGERPRINTS, registry.fingerprint_cache_key("beauty"), None)  # data absent: nothing to compare with
     assert registry.run_or_load(sids, 0)["datasets"] == {"beauty": "0123456789abcdef"}
 
 
