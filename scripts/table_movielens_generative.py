@@ -72,8 +72,10 @@ def notes(reports: dict[str, list[dict]], ours: list[dict], missing: list[str]) 
         "every rating is an interaction, ordered by timestamp (ratings in the same second keep the ratings.csv "
         "order, i.e. by movieId: about 15% of test targets share their second with the previous item). "
         "Leave-one-out (last item test, second-last validation), history <= 20, full-catalogue ranking "
-        "(3,645 items), history items removed from the ranked list; 610 test users, so one hit moves "
-        "Recall@10 by 0.0016.",
+        "(3,645 items), the last 20 history items dropped from the finished beam of 20 (the protocol of runs made "
+        "before 2026-12); 610 test users, so one hit moves Recall@10 by 0.0016. "
+        "`movielens_generative_multi_event.md` reruns the rows on 6,100 test events (the last 10 per user), "
+        "seeded tie order, history excluded inside the beam.",
         "Generative rows: causal transformer over history SIDs + per-position autoregressive SID decoder "
         "(`mmq.generative`), trie-constrained beam search (beam 20). SIDs: 6 codes + de-dup digit from MiniLM "
         "text (title, year, genres) and poster image-tower features; MA = fuse the modalities then quantise, "
