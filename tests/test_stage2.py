@@ -80,6 +80,12 @@ def test_rq_vae_source_matches_the_tokenizer_and_trains_the_encoder(fitted_mmq):
     (output.indices * torch.randn_like(output.indices)).sum().add(output.losses["reconstruction"]).backward()
     assert next(source.model.encoder.parameters()).grad.abs().sum() > 0
     assert float(output.losses["auxiliary"]) == 0.0
+    source.configure_stage2(anchor_codes=tokenizer.encode(data), freeze_codebooks=True)
+    output = source(torch.arange(25), with_losses=True)
+    assert 0 < float(output.losses["stability"]) and not source.model.quantizer.codebooks.requires_grad
+    assert source.item_vectors(output.indices).shape == (25, 3 * source.model.quantizer.codebooks.shape[-1])
+    with pytest.raises(ValueError, match="stability_weight"):
+        source.configure_stage2(stage1_terms=True)
 
 
 def test_frozen_and_absent_codes_never_train():

@@ -24,14 +24,37 @@ class RQVAECodes(LiveTokenizerSource):
         self.model = model
         quantizer = model.quantizer
         self.codebook_sizes = (quantizer.codebook_size,) * quantizer.num_levels
+        self.register_buffer("anchor", None, persistent=False)   # stage-1 codes [items, L] (code-stability term)
+
+    def configure_stage2(self, *, anchor_codes: np.ndarray | None = None, stage1_terms: bool = False,
+                         freeze_codebooks: bool = False) -> None:
+        """The stage-2 study's options as for MMQ (``mmq.finetune.sources.MMQCodes.configure_stage2``): a
+        code-stability term against ``anchor_codes`` and frozen codebooks. Stage 1's anchor terms are MMQ's only."""
+        if stage1_terms:
+            raise ValueError("stage1_terms_weight applies to MMQ's codebook / commitment / gate-balance terms; the "
+                             "RQ-VAE source has no such terms here (use stability_weight)")
+        if anchor_codes is not None:
+            anchor = torch.as_tensor(np.asarray(anchor_codes, dtype=np.int64))
+            if tuple(anchor.shape) != (self.num_items, len(self.codebook_sizes)):
+                raise ValueError(f"anchor codes must be [{self.num_items}, {len(self.codebook_sizes)}], got "
+                                 f"{tuple(anchor.shape)}")
+            self.anchor = anchor.to(self.input_device())
+        if freeze_codebooks:
+            self.model.quantizer.codebooks.requires_grad_(False)
+
+    def item_vectors(self, indices: Tensor) -> Tensor:
+        """``indices @ codebooks`` per level, concatenated and L2-normalised ``[n, L * d]``."""
+        vectors = torch.einsum("nlk,lkd->nld", indices, self.model.quantizer.codebooks)
+        return torch.nn.functional.normalize(vectors.flatten(1), dim=-1)
 
     def forward(self, items: Tensor, *, with_losses: bool = False) -> SourceOutput:
         inputs = self.batch(items)["concatenated"]
         latent = self.model.encoder(inputs)
         codebooks = self.model.quantizer.codebooks  # [L, K, d]
-        residual, quantized, indices = latent, torch.zeros_like(latent), []
+        residual, quantized, indices, logits = latent, torch.zeros_like(latent), [], []
         for level in range(codebooks.shape[0]):
-            level_indices = soft_straight_through(-squared_distances(residual, codebooks[level]), self.tau)
+            logits.append(-squared_distances(residual, codebooks[level]))
+            level_indices = soft_straight_through(logits[-1], self.tau)
             selected = level_indices @ codebooks[level]  # the hard code vector in the forward pass
             indices.append(level_indices)
             quantized, residual = quantized + selected, residual - selected
@@ -41,5 +64,10 @@ class RQVAECodes(LiveTokenizerSource):
         # the RQ-VAE's own L_recon (decoder on z + sg(z_q - z)), computed here so that no EMA
         # codebook update of the quantizer's training forward runs during fine-tuning
         reconstruction = self.model.decoder(latent + (quantized - latent).detach())
-        return SourceOutput(indices, {"reconstruction": (reconstruction - inputs).square().sum(dim=1).mean(),
-                                      "auxiliary": inputs.new_zeros(())})
+        losses = {"reconstruction": (reconstruction - inputs).square().sum(dim=1).mean(),
+                  "auxiliary": inputs.new_zeros(())}
+        if self.anchor is not None:
+            stacked = torch.stack(logits, dim=1) / self.tau                            # [n, L, K]
+            losses["stability"] = torch.nn.functional.cross_entropy(stacked.flatten(0, 1),
+                                                                    self.anchor[items].flatten())
+        return SourceOutput(indices, losses)
