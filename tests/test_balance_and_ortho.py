@@ -200,3 +200,17 @@ def test_default_scope_gives_the_same_loss_as_before_and_cross_group_adds_cross_
     cross_model.load_state_dict(model.state_dict())
     cross_loss = cross_model(inputs).losses["orthogonality"]
     assert cross_loss.item() > default_loss.item()  # random weights: the cross pairs add a positive term
+
+
+def test_orthogonality_study_measures_both_forms_and_position_redundancy_of_a_run(mmq_world):
+    import scripts.table_orthogonality as script
+    from mmq import registry
+
+    dataset, data = mmq_world.synthetic_dataset(num_users=20, num_items=60, per_user=10)
+    config = str(mmq_world.install(dataset, data))
+    values = script.run_values(config, 0)
+    table = registry.semantic_id_table(config, 0)
+    nmi = position_mutual_information(table.table[:, :-1])
+    assert values["nmi_mean"] == pytest.approx(nmi[~np.eye(len(nmi), dtype=bool)].mean())
+    assert values["ortho_within_group_e4"] >= 0 and values["ortho_cross_group_e4"] >= values["ortho_within_group_e4"]
+    assert values["collision_rate"] == table.report["metrics"]["dedup"]["collision_rate_before"]
