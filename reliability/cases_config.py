@@ -170,3 +170,31 @@ def check_exit_code(box: Sandbox) -> Outcome:
     if run_folders(box.checkpoints):
         problems.append("--check created run folders")
     return verdict(problems, f"--check exit {code_good} (good), {code_bad} (good + broken), FAIL line names bad.yaml")
+
+
+@case("config_unknown_history_exclusion", "evaluation.history_exclusion: after -> ConfigError naming the value and "
+      "the three protocols; nothing written", fast=True)
+def unknown_history_exclusion(box: Sandbox) -> Outcome:
+    return _broken(box, "exclusion.yaml", "kind: generative\nevaluation:\n  history_exclusion: after\n",
+                   ["'after'", "full_in_beam", "recent_after_beam", "none"])
+
+
+@case("config_zero_test_events", "split.test_events: 0 -> ConfigError naming test_events; nothing written", fast=True)
+def zero_test_events(box: Sandbox) -> Outcome:
+    return _broken(box, "events.yaml", "kind: sasrec\nsplit:\n  test_events: 0\n", ["test_events", "0"])
+
+
+@case("config_tie_shuffle_without_times", "tie_shuffle_seed on P5 data (no timestamps) -> ValueError naming the "
+      "dataset and 'timestamp'", fast=True)
+def tie_shuffle_without_times(box: Sandbox) -> Outcome:
+    import numpy as np
+    import pandas as pd
+
+    from mmq.data.schema import ImportReport, build_dataset
+    from mmq.data.splits import SequenceSplitConfig, leave_one_out
+
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["a", "b", "c"], "image": ""})
+    dataset = build_dataset("p5toy", items, ["u"] * 3, ["a", "b", "c"], report=ImportReport(dataset="p5toy"),
+                            text_fields=("title",), positions=np.arange(3))
+    return expect_error(lambda: leave_one_out(dataset, config=SequenceSplitConfig(tie_shuffle_seed=0)),
+                        types=(ValueError,), names=["p5toy", "timestamp"])
