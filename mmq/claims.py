@@ -99,8 +99,8 @@ def strongest_other(rows: Sequence[dict], others: Sequence[str], metric: str) ->
 def interval_clause(interval: Interval) -> str:
     """``paired 95% CI of the difference [low, high] over N test events (S seeds each), minimum detectable
     effect M: holds|fails|unresolved`` (``over N test events of U users`` when users were resampled)."""
-    seeds = (f"{interval.num_seeds_a} seeds each" if interval.num_seeds_a == interval.num_seeds_b
-             else f"{interval.num_seeds_a} / {interval.num_seeds_b} seeds")
+    seeds = (f"{interval.num_seeds_a} seed{'s' if interval.num_seeds_a > 1 else ''} each"
+             if interval.num_seeds_a == interval.num_seeds_b else f"{interval.num_seeds_a} / {interval.num_seeds_b} seeds")
     users = f" of {interval.num_clusters:,} users" if interval.num_clusters is not None else ""
     return (f"paired {interval.confidence:.0%} CI of the difference [{interval.low:+.4f}, {interval.high:+.4f}] "
             f"over {interval.num_events:,} test events{users} ({seeds}), minimum detectable effect "

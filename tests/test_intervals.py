@@ -427,5 +427,5 @@ def test_movielens_multi_event_script_resamples_users(isolated_dirs, monkeypatch
     assert script.main(["--seeds", "0", "--no-train", "--output-dir", str(output)]) == 0
     markdown = (output / "movielens_generative_multi_event.md").read_text()
     line = next(line for line in markdown.splitlines() if "posters help MMQ" in line and "history excluded" in line)
-    assert "over 200 test events of 50 users (1 seeds each)" in line and line.endswith(": holds.")
+    assert "over 200 test events of 50 users (1 seed each)" in line and line.endswith(": holds.")
     assert any("the best MA/MS row" in line and "not tested" in line for line in markdown.splitlines())
