@@ -41,8 +41,9 @@ def tokenizer_config(dataset: str, name: str) -> str:
     return DATASETS[dataset].get(name, f"experiments/mmq/{dataset}_{name}.yaml")
 
 
-def run_values(config: str, seed: int) -> dict[str, float]:
-    """The table's numbers for one tokenizer run: both L_ortho forms on its final expert weights, position NMI."""
+def run_values(config: str, seed: int) -> tuple[dict[str, float], str]:
+    """The table's numbers for one tokenizer run (both L_ortho forms on its final expert weights, position NMI) and
+    the sha256 of the SID table they were measured on."""
     table = registry.semantic_id_table(config, seed)
     codes = table.table[:, :-1]                                  # the semantic codes, without the de-dup digit
     nmi = position_mutual_information(codes)
@@ -54,7 +55,7 @@ def run_values(config: str, seed: int) -> dict[str, float]:
             "ortho_cross_group_e4": 1e4 * float(orthogonality_loss(groups, scope="cross_group")),
             "nmi_mean": float(off_diagonal.mean()), "nmi_max": float(off_diagonal.max()),
             "collision_rate": float(metrics["dedup"]["collision_rate_before"]),
-            "reconstruction_l2_sq": float(metrics["quality"]["reconstruction_l2_sq"])}
+            "reconstruction_l2_sq": float(metrics["quality"]["reconstruction_l2_sq"])}, table.sha256
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, missing, notes = [], [], []
     cache = tables_dir() / MEASUREMENTS
     measured = artifacts.read_json(cache) if cache.exists() else {}
+    pairs = [(label, GENERATIVE.format(name)) for label, name in VARIANTS]
+    reports, _ = collect(pairs, arguments.seeds, no_train=True, force=False)   # Beauty generative runs, if any
     for dataset in DATASETS:
         for label, name in VARIANTS:
             config = tokenizer_config(dataset, name)
@@ -71,25 +74,21 @@ def main(argv: list[str] | None = None) -> int:
             for seed in arguments.seeds:
                 key = f"{config} seed {seed}"
                 if registry.is_usable(config, seed) or not arguments.no_train:
-                    values[seed] = run_values(config, seed)
-                    measured[key] = {"sid_sha256": registry.semantic_id_table(config, seed).sha256,
-                                     "values": values[seed]}
+                    values[seed], digest = run_values(config, seed)
+                    measured[key] = {"sid_sha256": digest, "values": values[seed]}
                 elif registry.is_done(config, seed) and key in measured and measured[key]["sid_sha256"] == \
                         registry.run_or_load(config, seed)["metrics"]["semantic_id_table"]["sha256"]:
                     values[seed] = dict(measured[key]["values"])   # weights absent here: the recorded measurement
                 else:
                     missing.append(key)
             if dataset == "beauty":
-                generative, _ = collect(((label, GENERATIVE.format(name)),), arguments.seeds, no_train=True, force=False)
-                for report in generative.get(label, ()):
+                for report in reports.get(label, ()):
                     if report["seed"] in values:
                         values[report["seed"]]["generative_ndcg@10"] = report["metrics"]["test"]["ndcg@10"]
             for column in COLUMNS:
                 present = [value[column] for value in values.values() if column in value]
                 if present:
                     rows.append(metric_row(TABLE, dataset, label, "all_items", column, present))
-    pairs = [(label, GENERATIVE.format(name)) for label, name in VARIANTS]
-    reports, _ = collect(pairs, arguments.seeds, no_train=True, force=False)
     intervals = ClaimIntervals(pairs, reports)
     for label, _ in VARIANTS[1:]:
         if label in reports and VARIANTS[0][0] in reports:

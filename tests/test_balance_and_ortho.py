@@ -208,8 +208,9 @@ def test_orthogonality_study_measures_both_forms_and_position_redundancy_of_a_ru
 
     dataset, data = mmq_world.synthetic_dataset(num_users=20, num_items=60, per_user=10)
     config = str(mmq_world.install(dataset, data))
-    values = script.run_values(config, 0)
+    values, digest = script.run_values(config, 0)
     table = registry.semantic_id_table(config, 0)
+    assert digest == table.sha256
     nmi = position_mutual_information(table.table[:, :-1])
     assert values["nmi_mean"] == pytest.approx(nmi[~np.eye(len(nmi), dtype=bool)].mean())
     assert values["ortho_within_group_e4"] >= 0 and values["ortho_cross_group_e4"] >= values["ortho_within_group_e4"]
