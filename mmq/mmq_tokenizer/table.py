@@ -71,13 +71,14 @@ def report_values(report: dict) -> dict[str, float]:
 
 
 def table_rows(reports: dict[TableRow, Sequence[dict]]) -> list[dict]:
-    """Long-format rows (mean ± std over the seeds found) for every row with at least one report."""
+    """Long-format rows (mean ± std over the seeds found) for every row with at least one report; a column only
+    some seeds recorded (balance columns of runs older than them) is left out rather than averaged over fewer."""
     rows = []
     for row, row_reports in reports.items():
         values = [report_values(report) for report in row_reports]
         for column in COLUMNS:
             present = [value[column] for value in values if column in value]
-            if present:
+            if present and len(present) == len(values):
                 rows.append(metric_row(TABLE, row.dataset, row.label, "all_items", column, present))
     return rows
 
