@@ -34,11 +34,7 @@ class RQVAECodes(LiveTokenizerSource):
             raise ValueError("stage1_terms_weight applies to MMQ's codebook / commitment / gate-balance terms; the "
                              "RQ-VAE source has no such terms here (use stability_weight)")
         if anchor_codes is not None:
-            anchor = torch.as_tensor(np.asarray(anchor_codes, dtype=np.int64))
-            if tuple(anchor.shape) != (self.num_items, len(self.codebook_sizes)):
-                raise ValueError(f"anchor codes must be [{self.num_items}, {len(self.codebook_sizes)}], got "
-                                 f"{tuple(anchor.shape)}")
-            self.anchor = anchor.to(self.input_device())
+            self.set_anchor(anchor_codes)
         if freeze_codebooks:
             self.model.quantizer.codebooks.requires_grad_(False)
 

@@ -97,6 +97,14 @@ class LiveTokenizerSource(nn.Module):
     def input_device(self) -> torch.device:
         return getattr(self, f"input_{self.input_names[0]}").device
 
+    def set_anchor(self, anchor_codes: np.ndarray) -> None:
+        """Keep each item's stage-1 codes ``[items, L]`` (the ``anchor`` buffer the code-stability term reads)."""
+        anchor = torch.as_tensor(np.asarray(anchor_codes, dtype=np.int64))
+        if tuple(anchor.shape) != (self.num_items, len(self.codebook_sizes)):
+            raise ValueError(f"anchor codes must be [{self.num_items}, {len(self.codebook_sizes)}], got "
+                             f"{tuple(anchor.shape)}")
+        self.anchor = anchor.to(self.input_device())
+
     @torch.no_grad()
     def codes(self, chunk: int = 4096) -> np.ndarray:
         """Current hard codes of every item ``[num_items, L]`` (re-derived SIDs)."""
@@ -124,11 +132,7 @@ class MMQCodes(LiveTokenizerSource):
         expert's soft index against the item's ``anchor_codes`` (its stage-1 code), the stage-1 ``codebook`` /
         ``commitment`` / ``gate_balance`` terms, and codebooks that stay fixed (experts and gates still train)."""
         if anchor_codes is not None:
-            anchor = torch.as_tensor(np.asarray(anchor_codes, dtype=np.int64))
-            if tuple(anchor.shape) != (self.num_items, len(self.codebook_sizes)):
-                raise ValueError(f"anchor codes must be [{self.num_items}, {len(self.codebook_sizes)}], got "
-                                 f"{tuple(anchor.shape)}")
-            self.anchor = anchor.to(self.input_device())
+            self.set_anchor(anchor_codes)
         self.stage1_terms = bool(stage1_terms)
         if freeze_codebooks:
             self.model.quantizer.codebooks.requires_grad_(False)
