@@ -16,12 +16,11 @@ import baselines  # noqa: F401  (registers the baseline kinds: baseline tokenize
 from mmq.cli import setup
 
 from mmq.claims import ClaimIntervals
-from mmq.generative.table import (GAP_METRIC, METRICS, NO_EXCLUSION_SPLIT, PROTOCOLS, mean_train_seconds,
-                                  protocol_claim_lines, protocol_rows, write_outputs)
+from mmq.generative.table import (GAP_METRIC, PROTOCOLS, mean_train_seconds, protocol_claim_lines, protocol_page,
+                                  protocol_rows, write_outputs)
 from mmq.metrics.intervals import verdict
 from mmq.ranking.table import plot_intervals
-from mmq.tables import (collect, markdown_grid, missing_note, paper_reference_rows, parse_arguments,
-                        tables_dir, write_readme_block)
+from mmq.tables import collect, missing_note, paper_reference_rows, parse_arguments, tables_dir, write_readme_block
 
 TABLE = "beauty_generative_matched"
 MATCHED = "experiments/generative/beauty_matched"
@@ -114,15 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         "intervals `beauty_generative_matched_intervals.png`.",
         *missing_note(missing),
     ]
-    no_exclusion = markdown_grid(ours, METRICS, split=NO_EXCLUSION_SPLIT)
-    markdown = "\n".join([
-        "# Amazon Beauty: the MMQ paper's table, matched inputs", "", *notes, "",
-        "## Test, history excluded (ours: mean ± std over seeds; paper rows as published)", "",
-        markdown_grid([*ours, *references], METRICS, split="test"), "",
-        "## Test, no history exclusion (ours)", "", no_exclusion, "",
-        "## Validation, history excluded (model selection; ours only)", "",
-        markdown_grid(ours, METRICS, split="valid"), "",
-    ])
+    markdown = protocol_page("Amazon Beauty: the MMQ paper's table, matched inputs", notes, ours,
+                             ("Test, history excluded (ours: mean ± std over seeds; paper rows as published)",
+                              "Test, no history exclusion (ours)",
+                              "Validation, history excluded (model selection; ours only)"), references=references)
     write_outputs(TABLE, ours, references, markdown, arguments.output_dir,
                   plot_title="Amazon Beauty, matched text + collaborative SIDs (history excluded)")
     if arguments.output_dir is None:

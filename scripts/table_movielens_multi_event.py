@@ -15,9 +15,9 @@ import baselines  # noqa: F401  (registers the baseline kinds: SASRec, baseline 
 from mmq.cli import setup
 
 from mmq.claims import ClaimIntervals
-from mmq.generative.table import (METRICS, NO_EXCLUSION_SPLIT, PROTOCOLS, mean_train_seconds, protocol_claim_lines,
-                                  protocol_rows, write_outputs)
-from mmq.tables import collect, markdown_grid, missing_note, parse_arguments
+from mmq.generative.table import (PROTOCOLS, mean_train_seconds, protocol_claim_lines, protocol_page, protocol_rows,
+                                  write_outputs)
+from mmq.tables import collect, missing_note, parse_arguments
 
 TABLE = "movielens_generative_multi_event"
 FOLDER = "experiments/generative/movielens_multi_event"
@@ -72,12 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         "`movielens_generative_multi_event.png`.",
         *missing_note(missing),
     ]
-    markdown = "\n".join([
-        "# MovieLens (text + poster): generative retrieval, multi-event test", "", *notes, "",
-        "## Test, history excluded (mean ± std over seeds)", "", markdown_grid(ours, METRICS, split="test"), "",
-        "## Test, no history exclusion", "", markdown_grid(ours, METRICS, split=NO_EXCLUSION_SPLIT), "",
-        "## Validation, history excluded (model selection)", "", markdown_grid(ours, METRICS, split="valid"), "",
-    ])
+    markdown = protocol_page("MovieLens (text + poster): generative retrieval, multi-event test", notes, ours,
+                             ("Test, history excluded (mean ± std over seeds)", "Test, no history exclusion",
+                              "Validation, history excluded (model selection)"))
     write_outputs(TABLE, ours, [], markdown, arguments.output_dir,
                   plot_title="MovieLens next-item retrieval, multi-event test (history excluded)")
     return 0

@@ -69,6 +69,19 @@ def protocol_claim_lines(ours: Sequence[dict], claims: Sequence[tuple[str, Seque
     return lines
 
 
+def protocol_page(title: str, notes: Sequence[str], ours: Sequence[dict], headings: tuple[str, str, str],
+                  references: Sequence[dict] = ()) -> str:
+    """The page of a two-protocol table: notes, then the test grid with the history excluded (our rows and any
+    ``references``), the test grid without exclusion, the validation grid; ``headings`` name those three."""
+    test, plain, valid = headings
+    return "\n".join([
+        f"# {title}", "", *notes, "",
+        f"## {test}", "", markdown_grid([*ours, *references], METRICS, split="test"), "",
+        f"## {plain}", "", markdown_grid(ours, METRICS, split=NO_EXCLUSION_SPLIT), "",
+        f"## {valid}", "", markdown_grid(ours, METRICS, split="valid"), "",
+    ])
+
+
 def run_rows(table: str, dataset: str, method: str, reports: Sequence[dict]) -> list[dict]:
     """Test and validation rows of one method (``reports``: one per seed), labelled with the profile."""
     profiles = sorted({report["metrics"].get("profile", "cpu") for report in reports})
