@@ -106,7 +106,7 @@ class JointTokenizer:
             digits = dedup_digits(codes)
         if digits.max() >= self.dedup_capacity:
             raise RuntimeError(f"fine-tuned SIDs need a de-dup digit up to {int(digits.max())} but the generator "
-                               f"has {self.dedup_capacity} slots; raise finetune_training.dedup_capacity")
+                               f"has {self.dedup_capacity} slots; raise finetuning: dedup_capacity in the YAML")
         return np.concatenate([codes, digits[:, None]], axis=1)
 
     def refresh(self) -> np.ndarray:
