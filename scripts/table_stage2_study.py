@@ -52,6 +52,9 @@ RQ_VAE_STAGE1 = "MA-RQ-VAE stage 1 (matched row)"
 RQ_VAE_CONTROL = "MA-RQ-VAE + 12 epochs on frozen SIDs (control)"
 RQ_VAE_ROWS = ((RQ_VAE_STAGE1, "experiments/generative/beauty_matched/ma_rq_vae.yaml"),
                (RQ_VAE_CONTROL, f"{FOLDER}/ma_rq_vae_control.yaml"))
+# RQ-VAE's stage-2 tokenizers: plain stage 2 collapses its codes, so variant (a) on RQ-VAE freezes the one trained
+# with the code-stability term (beauty_stage2/ma_rq_vae_a_retrain.yaml)
+RQ_VAE_STAGE2 = ((VARIANTS[0][0], "ft"), ("stage 2 + code-stability term (the tokenizer (a) freezes)", "ft_stable"))
 
 
 def churn_figure(reports: dict[str, list[dict]], path) -> None:
@@ -94,8 +97,9 @@ def rq_vae_comparison(label: str, name: str) -> tuple[tuple[tuple[str, str], ...
     """The MA-RQ-VAE rows (stage 1, control, the committed stage 2 when the chosen variant builds on it, the chosen
     variant: ``beauty_stage2/ma_rq_vae_<name>.yaml`` where written) and their claims against stage 1 and control."""
     rows = list(RQ_VAE_ROWS)
-    if name != "ft" and (ROOT / FOLDER / "ma_rq_vae_ft.yaml").exists():
-        rows.append((f"MA-RQ-VAE + {VARIANTS[0][0]}", f"{FOLDER}/ma_rq_vae_ft.yaml"))
+    for stage2_label, stage2_name in RQ_VAE_STAGE2:
+        if name != stage2_name and (ROOT / FOLDER / f"ma_rq_vae_{stage2_name}.yaml").exists():
+            rows.append((f"MA-RQ-VAE + {stage2_label}", f"{FOLDER}/ma_rq_vae_{stage2_name}.yaml"))
     if (ROOT / FOLDER / f"ma_rq_vae_{name}.yaml").exists():
         rows.append((f"MA-RQ-VAE + {label}", f"{FOLDER}/ma_rq_vae_{name}.yaml"))
     claims = tuple(claim for candidate, _ in rows[2:]

@@ -187,8 +187,8 @@ def test_beauty_script_still_renders_its_references_and_gaps(tmp_path, monkeypat
 def test_stage2_script_chooses_on_validation_and_confirms_the_choice(tmp_path, monkeypatch):
     import scripts.table_stage2_study as script
 
-    valid = {script.STAGE1: .050, script.CONTROL: .052, "(d) frozen codebooks, lr / 10": .048,
-             "(b) + stage-1 anchors and code-stability term": .044}
+    chosen = "(a) fine-tuned tokenizer frozen, generator retrained"
+    valid = {script.STAGE1: .050, script.CONTROL: .052, chosen: .048, "(b) + stage-1 anchors and code-stability term": .044}
     calls = []
 
     def fake_collect(rows, seeds, *, no_train, force):
@@ -211,12 +211,13 @@ def test_stage2_script_chooses_on_validation_and_confirms_the_choice(tmp_path, m
     monkeypatch.setattr(script.registry, "is_done", lambda config, seed: seed == 0)  # the RQ-VAE variant: seed 0
     assert script.main(["--no-train", "--output-dir", str(tmp_path)]) == 0
     markdown = (tmp_path / "beauty_stage2_study.md").read_text()
-    # (d) beats (b) on validation; the control is not a variant, so it is never the choice
-    assert "Chosen on validation NDCG@10 (history excluded): (d) frozen codebooks, lr / 10." in markdown
-    assert calls[1] == ([script.STAGE1, script.CONTROL, "(d) frozen codebooks, lr / 10"], [0, 1, 2])
+    # (a) beats (b) on validation; the control is not a variant, so it is never the choice
+    assert f"Chosen on validation NDCG@10 (history excluded): {chosen}." in markdown
+    assert calls[1] == ([script.STAGE1, script.CONTROL, chosen], [0, 1, 2])
     assert calls[2][0] == [script.RQ_VAE_STAGE1, script.RQ_VAE_CONTROL,
                            "MA-RQ-VAE + Stage 2 as committed (L_gen + L_recon + L_aux)",
-                           "MA-RQ-VAE + (d) frozen codebooks, lr / 10"] and calls[2][1] == [0]
-    assert "## The chosen variant, seeds 0-2" in markdown and "(d) frozen codebooks, lr / 10, seeds 0-2 [cpu]" in markdown
+                           "MA-RQ-VAE + stage 2 + code-stability term (the tokenizer (a) freezes)",
+                           f"MA-RQ-VAE + {chosen}"] and calls[2][1] == [0]
+    assert "## The chosen variant, seeds 0-2" in markdown and f"{chosen}, seeds 0-2 [cpu]" in markdown
     assert "## Applied to MA-RQ-VAE (the paper: the stage plugs into RQ-VAE), seed 0" in markdown
     assert (tmp_path / "beauty_stage2_study_churn.png").stat().st_size > 0
