@@ -216,7 +216,6 @@ def test_stage2_script_chooses_on_validation_and_confirms_the_choice(tmp_path, m
     assert calls[1] == ([script.STAGE1, script.CONTROL, chosen], [0, 1, 2])
     assert calls[2][0] == [script.RQ_VAE_STAGE1, script.RQ_VAE_CONTROL,
                            "MA-RQ-VAE + Stage 2 as committed (L_gen + L_recon + L_aux)",
-                           "MA-RQ-VAE + stage 2 + code-stability term (the tokenizer (a) freezes)",
                            f"MA-RQ-VAE + {chosen}"] and calls[2][1] == [0]
     assert "## The chosen variant, seeds 0-2" in markdown and f"{chosen}, seeds 0-2 [cpu]" in markdown
     assert "## Applied to MA-RQ-VAE (the paper: the stage plugs into RQ-VAE), seed 0" in markdown
