@@ -18,7 +18,7 @@ from mmq.cli import setup
 from mmq.data import load_dataset
 from mmq.data.splits import leave_one_out
 from mmq.generative.experiment import build_model, load_semantic_ids, training_rows
-from mmq.generative.finetune import load_resized
+from mmq.generative.finetune import default_dedup_capacity, load_resized
 from mmq.generative.train import item_codes_lookup
 from mmq.semantic_ids.base import load_torch_state
 
@@ -38,7 +38,7 @@ def main() -> int:
     split = leave_one_out(dataset, max_history=config.max_history, config=config.split)
     table, _ = load_semantic_ids(config.semantic_ids, 0)
     sizes = tuple(int(size) for size in table.max(axis=0) + 1)
-    widened = (*sizes[:-1], 2 * sizes[-1] + 4)           # stage 2's default dedup_capacity
+    widened = (*sizes[:-1], default_dedup_capacity(sizes[-1]))   # the de-dup position stage 2 trains with
     state = load_torch_state(weights)
     models = {}
     for name, codebook_sizes in ((f"stage-1 head ({sizes[-1]} de-dup slots)", sizes),

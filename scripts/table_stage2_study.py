@@ -10,7 +10,7 @@ Three parts:
    excluded); test is only reported.
 2. The chosen variant at seeds 0-2 against stage 1 and the control at the same seeds.
 3. The chosen variant applied to MA-RQ-VAE (``beauty_stage2/ma_rq_vae_<variant>.yaml``) against the matched
-   MA-RQ-VAE row and its own control (``beauty_stage2/ma_rq_vae_control.yaml``), seeds 0-2.
+   MA-RQ-VAE row and its own control (``beauty_stage2/ma_rq_vae_control.yaml``), on the seeds that variant has.
 
 Each claim line gives the paired interval under both protocols. Writes paper_tables/beauty_stage2_study.{md,csv,png}
 and beauty_stage2_study_churn.png (per-epoch SID churn and training loss of every seed-0 row). Runs any missing

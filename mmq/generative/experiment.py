@@ -27,7 +27,7 @@ from mmq.data import load_dataset
 from mmq.data.splits import SequenceSplitConfig, leave_one_out
 from mmq.finetune.runs import live_source, save_finetuned
 from mmq.generative.causal import CausalSidRecommender
-from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer, load_resized
+from mmq.generative.finetune import GenerativeFinetuneConfig, JointTokenizer, default_dedup_capacity, load_resized
 from mmq.generative.sid_trie import SemanticIdTrie
 from mmq.generative.t5_backbone import T5SidRecommender
 from mmq.generative.train import TrainingConfig, fit, item_codes_lookup, score_split
@@ -200,7 +200,7 @@ def _joint_tokenizer(config: GenerativeConfig, semantic_ids: np.ndarray, tokeniz
     stage1_codes = semantic_ids[:, :-1]  # the semantic codes; the de-dup digit is recomputed, not learned
     source, tokenizer, embeddings = live_source(config.semantic_ids, run_directory, stage1_codes,
                                                 config.finetuning.tau)
-    capacity = config.finetuning.dedup_capacity or 2 * int(semantic_ids[:, -1].max() + 1) + 4
+    capacity = config.finetuning.dedup_capacity or default_dedup_capacity(int(semantic_ids[:, -1].max()) + 1)
     return (JointTokenizer(source, config.finetuning, capacity, anchor_codes=stage1_codes),
             (tokenizer, embeddings, stage1_codes))
 

@@ -61,6 +61,11 @@ class GenerativeFinetuneConfig(BehaviorFinetuneConfig):
                     or self.contrastive_weight)
 
 
+def default_dedup_capacity(stage1_slots: int) -> int:
+    """The de-dup position's size in stage 2 when the config sets none: twice stage 1's slots + 4 [choice]."""
+    return 2 * int(stage1_slots) + 4
+
+
 class JointTokenizer:
     """A live SID source (``mmq.finetune.sources``) trained inside the generator's loop."""
 
