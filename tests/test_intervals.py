@@ -418,7 +418,8 @@ def test_movielens_multi_event_script_resamples_users(isolated_dirs, monkeypatch
     def fake_collect(rows, seeds, *, no_train, force):
         configs = dict(rows)
         return {script.MMQ_LABEL: [run(configs[script.MMQ_LABEL], good[0])],
-                script.MMQ_SHUFFLED: [run(configs[script.MMQ_SHUFFLED], poor[0])]}, []
+                script.MMQ_SHUFFLED: [run(configs[script.MMQ_SHUFFLED], poor[0])],
+                script.MMQ_A: [run(configs[script.MMQ_A], poor[0])]}, []
 
     monkeypatch.setattr(script, "collect", fake_collect)
     monkeypatch.setattr(script, "setup", lambda: None)
@@ -429,3 +430,6 @@ def test_movielens_multi_event_script_resamples_users(isolated_dirs, monkeypatch
     line = next(line for line in markdown.splitlines() if "posters help MMQ" in line and "history excluded" in line)
     assert "over 200 test events of 50 users (1 seed each)" in line and line.endswith(": holds.")
     assert any("the best MA/MS row" in line and "not tested" in line for line in markdown.splitlines())
+    stage2 = next(line for line in markdown.splitlines()
+                  if "behaviour fine-tuning helps" in line and "history excluded" in line)
+    assert stage2.startswith(f'Claim "{script.MMQ_A} beats stage 1 alone') and stage2.endswith(": fails.")
