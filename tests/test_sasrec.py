@@ -134,3 +134,38 @@ def test_unknown_config_key_raises(isolated_dirs):
     config.write_text("kind: sasrec\ndataset: beauty\nnum_blocks: 3\n")
     with pytest.raises(ConfigError, match="num_blocks"):
         run_or_load(config, 0)
+
+
+def test_full_history_exclusion_masks_items_outside_the_input_window():
+    from baselines.sasrec.train import rank_next_items
+
+    model = _model()
+    history = np.arange(1, 13)                         # 12 items; the model reads the last 7
+    window = rank_next_items(model, [history], max_length=7, k=23 - 7)[0]
+    full = rank_next_items(model, [history], max_length=7, k=23 - 12, seen=[history])[0]
+    nothing = rank_next_items(model, [history], max_length=7, k=23, seen=[np.empty(0, dtype=np.int64)])[0]
+    assert not set(window) & set(history[-7:]) and set(history[:5]) <= set(window)   # default: the window only
+    assert not set(full) & set(history)                                              # full: every earlier item
+    assert sorted(nothing) == list(range(23))                                        # empty seen: nothing masked
+    assert list(full) == [item for item in nothing if item not in set(history)][:len(full)]   # same order otherwise
+    with pytest.raises(ValueError, match="seen has 2 entries for 1 histories"):
+        rank_next_items(model, [history], max_length=7, k=3, seen=[history, history])
+
+
+def test_full_exclusion_run_scores_test_both_ways_and_rejects_unknown_modes(isolated_dirs, monkeypatch, tiny_beauty):
+    from baselines.sasrec.experiment import SASRecConfig
+    from mmq.metrics.per_event import load_per_event
+    from mmq.registry import run_or_load, run_directory
+
+    tiny_beauty(isolated_dirs / "data")
+    monkeypatch.setenv("MMQ_DATA_DIR", str(isolated_dirs / "data"))
+    config = _tiny_config(isolated_dirs, epochs=2)
+    with open(config, "a") as handle:
+        handle.write("history_exclusion: full\n")
+    metrics = run_or_load(config, 0, progress=False)["metrics"]
+    assert metrics["history_exclusion"] == "full" and set(metrics["test_no_exclusion"]) == set(metrics["test"])
+    arrays = load_per_event(run_directory(config, 0), metrics)
+    assert {"test_rank", "test_no_exclusion_rank", "test_no_exclusion_user"} <= set(arrays)
+    assert np.array_equal(arrays["test_user"], arrays["test_no_exclusion_user"])
+    with pytest.raises(ValueError, match="history_exclusion must be one of"):
+        SASRecConfig(history_exclusion="last_20")

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from baselines.sasrec.model import SASRec
@@ -24,6 +25,9 @@ from mmq.metrics.per_event import save_chosen_next_item
 from mmq.recommenders.sequences import training_windows
 
 LOGGER = logging.getLogger(__name__)
+
+
+HISTORY_EXCLUSIONS = ("recent", "full")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +53,9 @@ class SASRecConfig:
     num_threads: int = 1                # torch CPU threads (1 is fastest for this size on 2 shared cores)
     cpu: bool = False                   # force CPU even when a GPU is present
     profile: str = "cpu"                # label recorded in the report: "cpu" or "gpu" settings
+    history_exclusion: str = "recent"   # items masked from the ranking: "recent" = the input window (the last
+    #                                     max_history items; runs before 2026-12), "full" = every earlier item,
+    #                                     as the generative rows' full_in_beam (docs/method.md §5.3)
 
     def __post_init__(self) -> None:
         if self.profile not in ("cpu", "gpu"):
@@ -57,6 +64,8 @@ class SASRecConfig:
             raise ValueError(f"epochs and eval_every must be >= 1, got {self.epochs}, {self.eval_every}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.history_exclusion not in HISTORY_EXCLUSIONS:
+            raise ValueError(f"history_exclusion must be one of {HISTORY_EXCLUSIONS}, got {self.history_exclusion!r}")
 
     def model_arguments(self, num_items: int) -> dict[str, Any]:
         """Keyword arguments of :class:`SASRec` for a catalogue of ``num_items``."""
@@ -75,23 +84,34 @@ def run_sasrec(config: SASRecConfig, seed: int, run_directory: Path, *, progress
     num_params = sum(parameter.numel() for parameter in model.parameters())
     LOGGER.info("sasrec on %s: %d items, %d users, %d windows, %d targets, %d parameters", config.dataset,
                 dataset.num_items, len(split.train_sequences), len(windows), windows.num_targets, num_params)
+    full = config.history_exclusion == "full"
+    seen = {name: split.seen_items(name) if full else None for name in ("valid", "test")}
     result = train_sasrec(model, windows, split.history_and_target("valid"), config, run_directory, seed=seed,
-                          progress=progress)
+                          progress=progress, valid_seen=seen["valid"])
     best = load_best(SASRec(**config.model_arguments(dataset.num_items)), result.best_path)
     device = "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
     best.to(device)
-    valid = score(best, *split.history_and_target("valid"), max_length=config.max_history, device=device)
+    valid = score(best, *split.history_and_target("valid"), max_length=config.max_history, device=device,
+                  seen=seen["valid"])
     started = time.perf_counter()
-    scored_test = score(best, *split.history_and_target("test"), max_length=config.max_history, device=device)
+    scored_test = score(best, *split.history_and_target("test"), max_length=config.max_history, device=device,
+                        seen=seen["test"])
     test, test_eval_seconds = scored_test.metrics, round(time.perf_counter() - started, 2)
+    extra = {}
+    if full:   # the same weights' lists with nothing excluded (the generative rows' second protocol)
+        test_histories, test_targets = split.history_and_target("test")
+        extra["test_no_exclusion"] = score(best, test_histories, test_targets, max_length=config.max_history,
+                                           device=device, seen=[np.empty(0, dtype=np.int64)] * len(test_targets))
     per_event = save_chosen_next_item(run_directory, valid, scored_test, reported_valid=result.best_valid,
-                                      test_users=split.event_users("test"))
+                                      test_users=split.event_users("test"), extra=extra)
     evaluated_epochs = sum(1 for entry in result.history if "valid" in entry)
     LOGGER.info("sasrec best epoch %d: valid %s %.4f, test %.4f", result.best_epoch, config.selection_metric,
                 result.best_valid[config.selection_metric], test[config.selection_metric])
     return {
         "valid": result.best_valid,
         "test": test,
+        **{name: scored.metrics for name, scored in extra.items()},
+        "history_exclusion": config.history_exclusion,
         "best_epoch": result.best_epoch,
         "epochs_run": result.epochs_run,
         "evaluations": evaluated_epochs,

@@ -46,8 +46,13 @@ class TrainingResult(NamedTuple):
 
 @torch.no_grad()
 def rank_next_items(model: SASRec, histories: Sequence[np.ndarray], *, max_length: int, k: int,
-                    batch_size: int = 1024, device: torch.device | str = "cpu") -> np.ndarray:
-    """Top-``k`` full-catalogue items ``[users, k]`` after each history, history items excluded."""
+                    batch_size: int = 1024, device: torch.device | str = "cpu",
+                    seen: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """Top-``k`` full-catalogue items ``[users, k]`` after each history, history items excluded: the model's input
+    window (the last ``max_length`` items) by default, or each event's ``seen`` items (e.g. its full history;
+    empty arrays = no exclusion) when given."""
+    if seen is not None and len(seen) != len(histories):
+        raise ValueError(f"seen has {len(seen)} entries for {len(histories)} histories")
     was_training = model.training
     model.eval()
     padded = torch.from_numpy(pad_histories(histories, max_length))       # [users, max_length]
@@ -55,22 +60,26 @@ def rank_next_items(model: SASRec, histories: Sequence[np.ndarray], *, max_lengt
     for start in range(0, len(padded), batch_size):
         batch = padded[start:start + batch_size].to(device)
         scores = model.score_histories(batch)                               # [batch, num_items]
-        ranked.append(topk_excluding_history(scores, batch, k).cpu())
+        mask = batch if seen is None else torch.from_numpy(pad_histories(seen[start:start + batch_size])).to(device)
+        ranked.append(topk_excluding_history(scores, mask, k).cpu())
     model.train(was_training)
     return torch.cat(ranked).numpy()
 
 
 def score(model: SASRec, histories: Sequence[np.ndarray], targets: np.ndarray, *, max_length: int,
-          ks: tuple[int, ...] = METRIC_KS, device: torch.device | str = "cpu") -> NextItemEvaluation:
-    """Next-item metrics of ``model`` on (histories, targets) and each event's target rank in its top ``max(ks)``."""
-    ranked = rank_next_items(model, histories, max_length=max_length, k=max(ks), device=device)
+          ks: tuple[int, ...] = METRIC_KS, device: torch.device | str = "cpu",
+          seen: Sequence[np.ndarray] | None = None) -> NextItemEvaluation:
+    """Next-item metrics of ``model`` on (histories, targets) and each event's target rank in its top ``max(ks)``
+    (``seen``: the items excluded per event, see :func:`rank_next_items`)."""
+    ranked = rank_next_items(model, histories, max_length=max_length, k=max(ks), device=device, seen=seen)
     return score_ranked(ranked, targets, ks=ks)
 
 
 def evaluate(model: SASRec, histories: Sequence[np.ndarray], targets: np.ndarray, *, max_length: int,
-             ks: tuple[int, ...] = METRIC_KS, device: torch.device | str = "cpu") -> dict[str, float]:
+             ks: tuple[int, ...] = METRIC_KS, device: torch.device | str = "cpu",
+             seen: Sequence[np.ndarray] | None = None) -> dict[str, float]:
     """Next-item metrics (``recall@k``, ``ndcg@k``, ...) of ``model`` on (histories, targets)."""
-    return score(model, histories, targets, max_length=max_length, ks=ks, device=device).metrics
+    return score(model, histories, targets, max_length=max_length, ks=ks, device=device, seen=seen).metrics
 
 
 class SASRecTask(TrainingTask):
@@ -78,10 +87,11 @@ class SASRecTask(TrainingTask):
 
     def __init__(self, model, optimizer, accelerator: Accelerator, windows: TrainingWindows,
                  valid: tuple[Sequence[np.ndarray], np.ndarray], config: SASRecConfig, *, seed: int,
-                 progress: bool) -> None:
+                 progress: bool, valid_seen: Sequence[np.ndarray] | None = None) -> None:
         self.model, self.optimizer, self.accelerator, self.config = model, optimizer, accelerator, config
         self.inputs, self.targets = torch.from_numpy(windows.inputs), torch.from_numpy(windows.targets)
         self.valid_histories, self.valid_targets = valid
+        self.valid_seen = valid_seen    # items excluded per validation user; None = the input window
         self.seed, self.progress = seed, progress
         self.train_targets = 0          # (position, next item) pairs seen, over all epochs run
         self.epoch_targets = 0          # the same, in the last epoch
@@ -117,7 +127,7 @@ class SASRecTask(TrainingTask):
     def evaluate(self, index: int) -> dict[str, Any]:
         """Validation next-item metrics (history items excluded)."""
         return evaluate(self.accelerator.unwrap_model(self.model), self.valid_histories, self.valid_targets,
-                        max_length=self.config.max_history, device=self.accelerator.device)
+                        max_length=self.config.max_history, device=self.accelerator.device, seen=self.valid_seen)
 
     def save_best(self, path: Path, number: int, metrics: dict[str, Any]) -> None:
         """CPU weights, their epoch and validation metrics (read by :func:`load_best`)."""
@@ -139,12 +149,15 @@ class SASRecTask(TrainingTask):
 
 
 def train_sasrec(model: SASRec, windows: TrainingWindows, valid: tuple[Sequence[np.ndarray], np.ndarray],
-                 config: SASRecConfig, directory: Path, *, seed: int, progress: bool = True) -> TrainingResult:
-    """Train ``model`` on ``windows``; keep the best validation weights in ``directory/best.pt``."""
+                 config: SASRecConfig, directory: Path, *, seed: int, progress: bool = True,
+                 valid_seen: Sequence[np.ndarray] | None = None) -> TrainingResult:
+    """Train ``model`` on ``windows``; keep the best validation weights in ``directory/best.pt`` (validation excludes
+    ``valid_seen`` per user when given, else the input window)."""
     accelerator = Accelerator(cpu=config.cpu)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)
-    task = SASRecTask(model, optimizer, accelerator, windows, valid, config, seed=seed, progress=progress)
+    task = SASRecTask(model, optimizer, accelerator, windows, valid, config, seed=seed, progress=progress,
+                      valid_seen=valid_seen)
     settings = LoopSettings(max_units=config.epochs, eval_every=config.eval_every, patience=config.patience,
                             selection_metric=config.selection_metric, description="sasrec")
     result = run_training(task, settings, directory, seed=seed, accelerator=accelerator, progress=progress)

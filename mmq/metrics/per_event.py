@@ -144,10 +144,12 @@ def _as_int32(name: str, values: np.ndarray) -> np.ndarray:
 
 
 def save_chosen_next_item(directory: str | os.PathLike, valid, test, *,
-                          reported_valid: Mapping[str, float], test_users: np.ndarray | None = None) -> dict[str, Any]:
+                          reported_valid: Mapping[str, float], test_users: np.ndarray | None = None,
+                          extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write a next-item model's per-event target ranks for valid and test (one event per user, in order).
 
     ``test_users``: each test event's user when a user has several (default: one event per user, in order).
+    ``extra``: further scorings of the test events by split name (e.g. ``test_no_exclusion``), stored alike.
     ``valid`` / ``test`` are :class:`mmq.recommenders.evaluation.NextItemEvaluation` of the chosen (reloaded)
     weights. ``reported_valid`` is the training-time validation of the chosen epoch: the two agree (same weights,
     same batches); if a device ever made them differ, the entry says so rather than letting the file contradict
@@ -155,11 +157,12 @@ def save_chosen_next_item(directory: str | os.PathLike, valid, test, *,
     """
     import logging
 
-    users = {name: np.arange(len(scored.ranks)) for name, scored in (("valid", valid), ("test", test))}
+    scorings = {"valid": valid, "test": test, **(extra or {})}
+    users = {name: np.arange(len(scored.ranks)) for name, scored in scorings.items()}
     if test_users is not None:  # several test events per user (SequenceSplitConfig.test_events)
-        users["test"] = np.asarray(test_users)
-    entry = save_per_event(directory, next_item_arrays({"valid": valid.ranks, "test": test.ranks}, users,
-                                                       test.list_length))
+        users.update({name: np.asarray(test_users) for name in scorings if name.startswith("test")})
+    entry = save_per_event(directory, next_item_arrays({name: scored.ranks for name, scored in scorings.items()},
+                                                       users, test.list_length))
     if valid.metrics != dict(reported_valid):
         logging.getLogger(__name__).warning(
             "%s: the reloaded best weights score validation differently from the training-time validation (%s vs "
