@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         "fine-tuned tokenizer, re-derives the SIDs and trains a generator on them from scratch with the stage-1 "
         "schedule; the control trains the stage-1 generator 12 more epochs on the frozen stage-1 SIDs.",
         "Protocols: `history excluded` removes the user's full history before each event inside the beam "
-        "(model selection uses it); `no exclusion` ranks the plain beam. SASRec masks the last 20 history items "
-        "over the full catalogue under both headings.",
+        "(model selection uses it); `no exclusion` ranks the plain beam. SASRec ranks the full catalogue with the "
+        "same full history masked (`history_exclusion: full`), and with nothing masked under `no exclusion`.",
         "Claim intervals: paired bootstrap over the 6,100 test events, resampling the 610 users (a user's 10 "
         "events are one cluster), seed-averaged per event, 2,000 resamples; `holds` / `fails` when the 95% "
         "interval excludes 0, else `unresolved`.",
