@@ -447,9 +447,8 @@ def test_orthogonality_script_compares_generative_rows_on_their_shared_seeds(iso
     def run(config, seed, ranks):
         split = {f"{metric}@{k}": float(function(ranks, k).mean()) for k in (5, 10)
                  for metric, function in (("ndcg", ndcg_at_k_per_event), ("recall", recall_at_k_per_event))}
-        report = write_run(config, seed, {"test_rank": ranks, "test_user": users, "k": np.int32(20)},
-                           {"test": split, "valid": split})
-        return report
+        return write_run(config, seed, {"test_rank": ranks, "test_user": users, "k": np.int32(20)},
+                         {"test": split, "valid": split})
 
     def fake_collect(rows, seeds, *, no_train, force):
         configs = dict(rows)
